@@ -1,0 +1,1 @@
+"""The PySide6 simulator of the TV home screen, driving the real ``device`` engine."""

@@ -1,0 +1,1085 @@
+"""The box's watch history: profiles, items and viewing events in one SQLite file.
+
+Usage::
+
+    from device.history import History
+
+    with History("history.db") as history:
+        history.add_profile("alice", "Alice")
+        history.upsert_items([
+            {"id": "m1", "title": "Heat", "genres": ["crime"], "duration": 10200.0},
+        ])
+        history.record("alice", "m1", "play", position=0.0)
+        history.record("alice", "m1", "progress", position=3600.0)
+        history.affinities("alice")          # parallel numpy arrays, one entry per item
+        history.continue_watching("alice")   # [ResumePoint(item_id='m1', position=3600.0, ...)]
+
+Threads and processes
+---------------------
+A :class:`History` wraps one SQLite connection and must stay on the thread that created it
+(``sqlite3`` raises ``ProgrammingError`` otherwise). Give each thread its own ``History`` on the
+same file: the file is in WAL mode, so readers never wait for the writer; every write takes the
+write lock up front (``BEGIN IMMEDIATE``) and waits up to :data:`BUSY_TIMEOUT_S` for another
+writer, so neither side sees "database is locked" in normal use.
+
+Safety of the viewer's data
+---------------------------
+Opening never deletes or recreates a file. A file that is not a SQLite database, is damaged, or
+was written by a newer schema raises :class:`~device.errors.DatabaseCorruptError` before anything
+is written to it. Every write is one transaction: a refused call writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import numbers
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database
+from sqlite_utils.db import NotFoundError
+
+from device.errors import (
+    DatabaseCorruptError,
+    HistoryError,
+    InvalidEventError,
+    UnknownItemError,
+    UnknownProfileError,
+)
+
+__all__ = [
+    "Affinities",
+    "BUSY_TIMEOUT_S",
+    "EVENT_KINDS",
+    "Event",
+    "History",
+    "Item",
+    "LocalItems",
+    "Profile",
+    "ResumePoint",
+    "SCHEMA_VERSION",
+]
+
+#: Every kind of event :meth:`History.record` accepts.
+EVENT_KINDS = ("play", "progress", "stop", "finish", "like", "dislike")
+#: How long a write waits for another connection's write lock before giving up.
+BUSY_TIMEOUT_S = 5.0
+#: A position may overshoot the item's duration by this much (players report the last frame late).
+POSITION_TOLERANCE_S = 1.0
+#: A timestamp may be this far ahead of the box's clock (clocks of remotes and apps drift).
+FUTURE_SKEW_S = 60.0
+#: Completion from which an item counts as finished (end credits rarely get watched).
+FINISHED_AT = 0.95
+#: Below this completion an item was only sampled, not started, so it is not worth resuming.
+RESUME_FROM = 0.03
+
+_SECONDS_PER_DAY = 86400.0
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _v1_create_tables(db: Database) -> None:
+    """Version 1: profiles, items, events and the indices the ranker's queries use."""
+    kinds = ", ".join(f"'{kind}'" for kind in EVENT_KINDS)
+    for statement in (
+        """
+        CREATE TABLE profiles (
+            id TEXT PRIMARY KEY NOT NULL,
+            display_name TEXT NOT NULL,
+            created REAL NOT NULL,
+            history_paused INTEGER NOT NULL DEFAULT 0 CHECK (history_paused IN (0, 1))
+        )
+        """,
+        """
+        CREATE TABLE items (
+            id TEXT PRIMARY KEY NOT NULL,
+            title TEXT,
+            genres TEXT NOT NULL DEFAULT '[]',
+            duration REAL NOT NULL CHECK (duration > 0),
+            source TEXT NOT NULL DEFAULT 'catalog' CHECK (source IN ('catalog', 'local')),
+            media_path TEXT,
+            embedding BLOB,
+            embedding_scale REAL,
+            added REAL NOT NULL
+        )
+        """,
+        f"""
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            profile_id TEXT NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            kind TEXT NOT NULL CHECK (kind IN ({kinds})),
+            position REAL CHECK (position IS NULL OR position >= 0),
+            duration REAL NOT NULL,
+            ts REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX events_profile_ts ON events (profile_id, ts)",
+        "CREATE INDEX events_profile_item ON events (profile_id, item_id)",
+        "CREATE INDEX events_item ON events (item_id)",
+    ):
+        db.execute(statement)
+
+
+#: Migration ``i`` takes a database at ``user_version == i`` to ``i + 1``. Append, never edit.
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables]
+#: The ``PRAGMA user_version`` this code writes and reads.
+SCHEMA_VERSION = len(MIGRATIONS)
+_OUR_TABLES = {"profiles", "items", "events"}
+
+_UPSERT_ITEM_SQL = """
+INSERT INTO items (id, title, genres, duration, source, media_path, embedding, embedding_scale,
+                   added)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    title = excluded.title,
+    genres = excluded.genres,
+    duration = excluded.duration,
+    source = excluded.source,
+    media_path = excluded.media_path,
+    embedding = excluded.embedding,
+    embedding_scale = excluded.embedding_scale
+"""
+
+_AFFINITY_SQL = """
+SELECT e.item_id AS item_id,
+       MAX(e.position / e.duration) AS watched,
+       MAX(e.kind = 'finish') AS finish_event,
+       MAX(e.ts) AS last_ts,
+       (SELECT o.kind FROM events o
+         WHERE o.profile_id = e.profile_id AND o.item_id = e.item_id
+           AND o.kind IN ('like', 'dislike')
+         ORDER BY o.ts DESC, o.id DESC LIMIT 1) AS opinion
+FROM events e
+WHERE e.profile_id = ?
+GROUP BY e.item_id
+ORDER BY last_ts DESC, e.item_id
+"""
+
+# The resume point is the latest event that says where playback is (a position, or a finish);
+# a rewatch after a finish starts a new session, so only the latest such event counts.
+_CONTINUE_SQL = """
+WITH latest AS (
+    SELECT item_id, kind, position, duration, ts,
+           ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY ts DESC, id DESC) AS n
+    FROM events
+    WHERE profile_id = :profile AND (position IS NOT NULL OR kind = 'finish')
+), opinion AS (
+    SELECT item_id, kind,
+           ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY ts DESC, id DESC) AS n
+    FROM events
+    WHERE profile_id = :profile AND kind IN ('like', 'dislike')
+)
+SELECT latest.item_id, items.title, latest.position, latest.duration, latest.ts
+FROM latest
+JOIN items ON items.id = latest.item_id
+LEFT JOIN opinion ON opinion.item_id = latest.item_id AND opinion.n = 1
+WHERE latest.n = 1
+  AND latest.kind != 'finish'
+  AND latest.position >= :low * latest.duration
+  AND latest.position <= :high * latest.duration
+  AND (opinion.kind IS NULL OR opinion.kind != 'dislike')
+ORDER BY latest.ts DESC, latest.item_id
+LIMIT :limit
+"""
+
+
+# --------------------------------------------------------------------------- plain data
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One viewer on the box."""
+
+    id: str
+    display_name: str
+    created: float
+    history_paused: bool
+
+
+@dataclass(frozen=True)
+class Item:
+    """Something that can be watched: a catalog title or a local recording.
+
+    ``embedding`` is stored as given: float32, or int8 with ``embedding_scale`` (the float value
+    is ``embedding * embedding_scale``). ``added`` is set by the box on first insert when None.
+    """
+
+    id: str
+    title: str | None
+    duration: float
+    genres: tuple[str, ...] = ()
+    source: str = "catalog"
+    media_path: str | None = None
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+    embedding_scale: float | None = None
+    added: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stored viewing event. ``duration`` is the item's duration when it was recorded."""
+
+    id: int
+    profile_id: str
+    item_id: str
+    kind: str
+    position: float | None
+    duration: float
+    ts: float
+
+
+@dataclass(frozen=True)
+class Affinities:
+    """A profile's affinity to every item it has an event for, as parallel arrays.
+
+    See :meth:`History.affinities` for the formula.
+    """
+
+    item_ids: np.ndarray  # object array of str
+    affinity: np.ndarray  # float32; -1 for a disliked item
+    completion: np.ndarray  # float32 in [0, 1]
+    liked: np.ndarray  # int8: +1 liked, -1 disliked, 0 neither (the latest opinion wins)
+    finished: np.ndarray  # bool
+    last_ts: np.ndarray  # float64, seconds since the epoch
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass(frozen=True)
+class LocalItems:
+    """Local items with an embedding: ``embeddings[i]`` (float32) belongs to ``item_ids[i]``."""
+
+    item_ids: np.ndarray  # object array of str
+    embeddings: np.ndarray  # float32, shape (n, dim); int8 embeddings are dequantised
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """An item to offer in "continue watching": resume it at ``position`` seconds."""
+
+    item_id: str
+    title: str | None
+    position: float
+    duration: float
+    completion: float
+    last_ts: float
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_corruption(err: sqlite3.Error) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return (code & 0xFF) in _CORRUPT_CODES
+    text = str(err)
+    return "malformed" in text or "not a database" in text
+
+
+def _is_busy(err: sqlite3.Error) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "locked" in str(err) or "busy" in str(err)
+
+
+def _sqlite_errors(method: Callable) -> Callable:
+    """Turn SQLite's corruption and lock errors into our typed errors naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: History, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as err:
+            typed = self._typed_error(err)
+            if typed is None:
+                raise
+            raise typed from err
+
+    return wrapper
+
+
+def _real(value: Any) -> float | None:
+    """``float(value)`` for a real number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def _check_id(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise HistoryError(f"{what} id must be a non-empty string, got {value!r}")
+    return value
+
+
+def _encode_embedding(
+    item_id: str, embedding: Any, scale: Any
+) -> tuple[bytes | None, float | None]:
+    """The BLOB and scale stored for an embedding: float32 bytes, or int8 bytes plus a scale."""
+    if embedding is None:
+        if scale is not None:
+            raise HistoryError(f"item {item_id!r}: embedding_scale given without an embedding")
+        return None, None
+    array = np.asarray(embedding)
+    if array.ndim != 1 or array.size == 0:
+        raise HistoryError(
+            f"item {item_id!r}: embedding must be a non-empty 1-D array, got shape {array.shape}"
+        )
+    if array.dtype == np.int8:
+        scale_f = _real(scale)
+        if scale_f is None or not math.isfinite(scale_f) or scale_f <= 0:
+            raise HistoryError(
+                f"item {item_id!r}: an int8 embedding needs a positive finite embedding_scale, "
+                f"got {scale!r}"
+            )
+        return array.tobytes(), scale_f
+    if array.dtype.kind != "f":
+        raise HistoryError(
+            f"item {item_id!r}: embedding must be float or int8, got dtype {array.dtype}"
+        )
+    if scale is not None:
+        raise HistoryError(f"item {item_id!r}: embedding_scale is only for int8 embeddings")
+    if not np.all(np.isfinite(array)):
+        raise HistoryError(f"item {item_id!r}: embedding contains NaN or inf")
+    return array.astype("<f4").tobytes(), None
+
+
+def _decode_embedding(blob: bytes | None, scale: float | None) -> np.ndarray | None:
+    if blob is None:
+        return None
+    if scale is None:
+        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    return np.frombuffer(blob, dtype=np.int8).copy()
+
+
+def _item_row(item: Item | Mapping[str, Any], now: float) -> tuple:
+    """The ``items`` row for an :class:`Item` or a mapping with the same keys (others ignored)."""
+    if isinstance(item, Item):
+        get = functools.partial(getattr, item)
+    elif isinstance(item, Mapping):
+        get = item.get
+    else:
+        raise HistoryError(f"an item must be an Item or a dict, got {type(item).__name__}")
+    item_id = _check_id("item", get("id", None))
+    title = get("title", None)
+    if title is not None and not isinstance(title, str):
+        raise HistoryError(f"item {item_id!r}: title must be a string, got {title!r}")
+    duration = _real(get("duration", None))
+    if duration is None or not math.isfinite(duration) or duration <= 0:
+        raise HistoryError(
+            f"item {item_id!r}: duration must be a positive finite number of seconds, "
+            f"got {get('duration', None)!r}"
+        )
+    genres = get("genres", None) or ()
+    if isinstance(genres, str) or not all(isinstance(g, str) for g in genres):
+        raise HistoryError(f"item {item_id!r}: genres must be a list of strings, got {genres!r}")
+    source = get("source", None) or "catalog"
+    if source not in ("catalog", "local"):
+        raise HistoryError(f"item {item_id!r}: source must be 'catalog' or 'local', got {source!r}")
+    media_path = get("media_path", None)
+    if media_path is not None:
+        media_path = str(media_path)
+    blob, scale = _encode_embedding(item_id, get("embedding", None), get("embedding_scale", None))
+    added = _real(get("added", None))
+    return (
+        item_id,
+        title,
+        json.dumps(list(genres)),
+        duration,
+        source,
+        media_path,
+        blob,
+        scale,
+        now if added is None else added,
+    )
+
+
+# --------------------------------------------------------------------------- History
+
+
+class History:
+    """The watch history stored in one SQLite file.
+
+    Parameters
+    ----------
+    path
+        The SQLite file (created with the current schema if missing) or ``":memory:"``.
+    clock
+        Returns "now" in seconds since the epoch; used for timestamps, the future-timestamp check
+        and recency. Tests pass a fixed clock.
+
+    Raises
+    ------
+    DatabaseCorruptError
+        The file is not a SQLite database, is damaged, is another program's database, or its
+        schema version is newer than :data:`SCHEMA_VERSION`. The file is left untouched.
+    HistoryError
+        The file cannot be opened (missing directory, no permission).
+
+    Notes
+    -----
+    One ``History`` per thread: see the module docstring. Use it as a context manager or call
+    :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time):
+        self.path = str(path)
+        self._clock = clock
+        self.db = Database(self._connect(), execute_plugins=False)
+        try:
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
+
+    # ----------------------------------------------------------------- opening
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        except sqlite3.Error as err:
+            raise HistoryError(f"{self.path}: cannot open ({err})") from err
+        try:
+            # Read-only checks first: nothing may be written to a file we are going to refuse.
+            # The first read of page 1 fails on random bytes and on a truncated file.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            self._check_version(version, tables)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:":
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode NORMAL never corrupts; a power cut loses at most the last commits,
+                # and it spares the box's flash one fsync per event.
+                conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException as err:
+            conn.close()
+            if isinstance(err, sqlite3.DatabaseError):
+                typed = self._typed_error(err) or HistoryError(f"{self.path}: cannot open ({err})")
+                raise typed from err
+            raise
+        return conn
+
+    def _check_version(self, version: int, tables: set[str]) -> None:
+        if version > SCHEMA_VERSION:
+            raise DatabaseCorruptError(
+                f"{self.path}: not a tvrec history database this version can read "
+                f"(schema version {version}, this code reads up to {SCHEMA_VERSION}; "
+                "update tvrec)"
+            )
+        if version == 0 and tables & _OUR_TABLES:
+            raise DatabaseCorruptError(
+                f"{self.path}: not a tvrec history database (schema version 0 but it already has "
+                f"table(s) {', '.join(sorted(tables & _OUR_TABLES))})"
+            )
+
+    @_sqlite_errors
+    def _migrate(self) -> None:
+        if self._user_version() == SCHEMA_VERSION:
+            return
+        with self._write():
+            # Re-read under the write lock: another connection may have migrated meanwhile.
+            version = self._user_version()
+            self._check_version(version, set(self.db.table_names()))
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(self.db)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    def _user_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _typed_error(self, err: sqlite3.Error) -> Exception | None:
+        if _is_corruption(err):
+            return DatabaseCorruptError(f"{self.path}: not a tvrec history database ({err})")
+        if _is_busy(err):
+            return HistoryError(
+                f"{self.path}: still locked by another writer after {BUSY_TIMEOUT_S:g} s; "
+                f"nothing was written ({err})"
+            )
+        return None
+
+    @contextlib.contextmanager
+    def _write(self):
+        """One write transaction holding the write lock from the start.
+
+        A deferred transaction that reads and then writes cannot wait for another writer (SQLite
+        answers SQLITE_BUSY at once to keep its snapshot consistent); ``BEGIN IMMEDIATE`` waits
+        for the lock with the busy timeout instead.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close the connection (the last connection to close folds the WAL into the file)."""
+        self.db.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"History({self.path!r})"
+
+    # ----------------------------------------------------------------- profiles
+
+    def _get_profile(self, profile_id: str) -> Profile:
+        row = self.db.execute(
+            "SELECT id, display_name, created, history_paused FROM profiles WHERE id = ?",
+            [profile_id],
+        ).fetchone()
+        if row is None:
+            raise UnknownProfileError(f"profile {profile_id!r}: no such profile on this box")
+        return Profile(row[0], row[1], row[2], bool(row[3]))
+
+    @_sqlite_errors
+    def add_profile(self, profile_id: str, display_name: str | None = None) -> Profile:
+        """Add a profile; idempotent.
+
+        Adding an existing profile changes nothing (not even its display name) and returns it.
+
+        Parameters
+        ----------
+        profile_id
+            Non-empty string.
+        display_name
+            Defaults to ``profile_id``.
+        """
+        _check_id("profile", profile_id)
+        with self._write():
+            self.db["profiles"].insert(
+                {
+                    "id": profile_id,
+                    "display_name": display_name or profile_id,
+                    "created": float(self._clock()),
+                    "history_paused": 0,
+                },
+                ignore=True,
+            )
+        return self.profile(profile_id)
+
+    @_sqlite_errors
+    def profile(self, profile_id: str) -> Profile:
+        """The profile; raises :class:`UnknownProfileError` if there is none."""
+        return self._get_profile(profile_id)
+
+    @_sqlite_errors
+    def profiles(self) -> list[Profile]:
+        """Every profile, oldest first."""
+        return [
+            Profile(row["id"], row["display_name"], row["created"], bool(row["history_paused"]))
+            for row in self.db["profiles"].rows_where(order_by="created, id")
+        ]
+
+    @_sqlite_errors
+    def remove_profile(self, profile_id: str) -> None:
+        """Delete the profile and all its events."""
+        with self._write():
+            self._get_profile(profile_id)
+            self.db.execute("DELETE FROM profiles WHERE id = ?", [profile_id])
+
+    @_sqlite_errors
+    def pause(self, profile_id: str) -> None:
+        """Stop recording this profile's events: :meth:`record` writes nothing until resumed."""
+        self._set_paused(profile_id, True)
+
+    @_sqlite_errors
+    def resume(self, profile_id: str) -> None:
+        """Record this profile's events again."""
+        self._set_paused(profile_id, False)
+
+    def _set_paused(self, profile_id: str, paused: bool) -> None:
+        with self._write():
+            self._get_profile(profile_id)
+            self.db["profiles"].update(profile_id, {"history_paused": int(paused)})
+
+    @_sqlite_errors
+    def is_paused(self, profile_id: str) -> bool:
+        """Whether this profile's history is paused."""
+        return self._get_profile(profile_id).history_paused
+
+    @_sqlite_errors
+    def clear(self, profile_id: str) -> int:
+        """Delete every event of the profile (the profile itself stays); returns how many."""
+        with self._write():
+            self._get_profile(profile_id)
+            return self.db.execute("DELETE FROM events WHERE profile_id = ?", [profile_id]).rowcount
+
+    @_sqlite_errors
+    def export(self, profile_id: str) -> dict[str, Any]:
+        """Everything stored about the profile, as a JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            ``{"schema_version", "exported_at", "profile": {...}, "events": [...]}``; each event
+            carries its item's title. Events are oldest first.
+        """
+        profile = self.profile(profile_id)
+        events = [
+            {
+                "id": row["id"],
+                "item_id": row["item_id"],
+                "title": row["title"],
+                "kind": row["kind"],
+                "position": row["position"],
+                "duration": row["duration"],
+                "ts": row["ts"],
+            }
+            for row in self.db.query(
+                """
+                SELECT e.id, e.item_id, i.title, e.kind, e.position, e.duration, e.ts
+                FROM events e JOIN items i ON i.id = e.item_id
+                WHERE e.profile_id = ? ORDER BY e.ts, e.id
+                """,
+                [profile_id],
+            )
+        ]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "exported_at": float(self._clock()),
+            "profile": {
+                "id": profile.id,
+                "display_name": profile.display_name,
+                "created": profile.created,
+                "history_paused": profile.history_paused,
+            },
+            "events": events,
+        }
+
+    # ----------------------------------------------------------------- items
+
+    @_sqlite_errors
+    def upsert_items(self, items: Iterable[Item | Mapping[str, Any]]) -> int:
+        """Insert or replace items (catalog sync); all or nothing, in one transaction.
+
+        Parameters
+        ----------
+        items
+            :class:`Item` objects or dicts with keys ``id``, ``duration`` (seconds, > 0) and
+            optionally ``title``, ``genres`` (list of str), ``source`` (``"catalog"``, the
+            default, or ``"local"``), ``media_path``, ``embedding``, ``embedding_scale``,
+            ``added``. Other keys are ignored. An existing item gets every column replaced
+            except ``added``.
+
+        Returns
+        -------
+        int
+            How many items were given.
+
+        Raises
+        ------
+        HistoryError
+            An item is malformed (the message names it); nothing was written.
+        """
+        now = float(self._clock())
+        rows = [_item_row(item, now) for item in items]
+        with self._write():
+            self.db.conn.executemany(_UPSERT_ITEM_SQL, rows)
+        return len(rows)
+
+    @_sqlite_errors
+    def add_local_item(
+        self,
+        item_id: str,
+        title: str | None,
+        duration: float,
+        media_path: str | Path,
+        *,
+        embedding: np.ndarray | None = None,
+        embedding_scale: float | None = None,
+        genres: Iterable[str] = (),
+    ) -> Item:
+        """Add or replace a local recording, with its content embedding if computed.
+
+        ``embedding`` is float (stored as float32) or int8 with ``embedding_scale`` (stored as
+        is; ``embedding * embedding_scale`` is the float value).
+        """
+        self.upsert_items(
+            [
+                Item(
+                    id=item_id,
+                    title=title,
+                    duration=duration,
+                    genres=tuple(genres),
+                    source="local",
+                    media_path=str(media_path),
+                    embedding=embedding,
+                    embedding_scale=embedding_scale,
+                )
+            ]
+        )
+        return self.item(item_id)
+
+    @_sqlite_errors
+    def item(self, item_id: str) -> Item:
+        """The item; raises :class:`UnknownItemError` if there is none."""
+        try:
+            row = self.db["items"].get(item_id)
+        except NotFoundError:
+            raise UnknownItemError(
+                f"item {item_id!r}: neither in the catalog nor a local item"
+            ) from None
+        return Item(
+            id=row["id"],
+            title=row["title"],
+            duration=row["duration"],
+            genres=tuple(json.loads(row["genres"])),
+            source=row["source"],
+            media_path=row["media_path"],
+            embedding=_decode_embedding(row["embedding"], row["embedding_scale"]),
+            embedding_scale=row["embedding_scale"],
+            added=row["added"],
+        )
+
+    @_sqlite_errors
+    def has_item(self, item_id: str) -> bool:
+        """Whether the item is in the catalog or among local items."""
+        return self.db.execute("SELECT 1 FROM items WHERE id = ?", [item_id]).fetchone() is not None
+
+    @_sqlite_errors
+    def local_items(self) -> LocalItems:
+        """Local items that have an embedding, sorted by id, embeddings as one float32 matrix.
+
+        Raises
+        ------
+        HistoryError
+            Two local items have embeddings of different sizes (left by an older content model);
+            the message names one of each.
+        """
+        ids, vectors = [], []
+        for row in self.db.query(
+            "SELECT id, embedding, embedding_scale FROM items "
+            "WHERE source = 'local' AND embedding IS NOT NULL ORDER BY id"
+        ):
+            vector = _decode_embedding(row["embedding"], row["embedding_scale"])
+            vector = vector.astype(np.float32) * np.float32(row["embedding_scale"] or 1.0)
+            if vectors and vector.shape != vectors[0].shape:
+                raise HistoryError(
+                    f"{self.path}: local items {ids[0]!r} and {row['id']!r} have embeddings of "
+                    f"different sizes ({vectors[0].size} and {vector.size}); re-embed them"
+                )
+            ids.append(row["id"])
+            vectors.append(vector)
+        item_ids = np.array(ids, dtype=object)
+        if not vectors:
+            return LocalItems(item_ids, np.zeros((0, 0), dtype=np.float32))
+        return LocalItems(item_ids, np.stack(vectors).astype(np.float32, copy=False))
+
+    # ----------------------------------------------------------------- events
+
+    def _prepare_event(
+        self,
+        profile_id: Any,
+        item_id: Any,
+        kind: Any,
+        position: Any,
+        timestamp: Any,
+        now: float,
+        cache: dict,
+    ) -> tuple | None:
+        """The ``events`` row to insert, None when the profile is paused; raises if invalid.
+
+        Must run inside :meth:`_write` so the profile and item cannot vanish before the insert.
+        """
+        key = ("profile", profile_id)
+        if key not in cache:
+            cache[key] = self._get_profile(profile_id).history_paused
+        paused = cache[key]
+        where = f"profile {profile_id!r}, item {item_id!r}"
+        if kind not in EVENT_KINDS:
+            raise InvalidEventError(
+                f"{where}: unknown event kind {kind!r} (expected one of {', '.join(EVENT_KINDS)})"
+            )
+        key = ("item", item_id)
+        if key not in cache:
+            found = self.db.execute("SELECT duration FROM items WHERE id = ?", [item_id]).fetchone()
+            if found is None:
+                raise UnknownItemError(
+                    f"profile {profile_id!r}: item {item_id!r} is neither in the catalog nor a "
+                    "local item"
+                )
+            cache[key] = found[0]
+        duration = cache[key]
+
+        if timestamp is None:
+            ts = now
+        else:
+            ts = _real(timestamp)
+            if ts is None or not math.isfinite(ts):
+                raise InvalidEventError(
+                    f"{where}: timestamp must be a finite number of seconds, got {timestamp!r}"
+                )
+            if ts < 0:
+                raise InvalidEventError(f"{where}: timestamp {ts} is before 1970")
+            if ts > now + FUTURE_SKEW_S:
+                raise InvalidEventError(
+                    f"{where}: timestamp {ts} is {ts - now:.0f} s in the future "
+                    f"(more than the {FUTURE_SKEW_S:g} s clock skew allowed)"
+                )
+
+        if position is None:
+            if kind == "progress":
+                raise InvalidEventError(f"{where}: a progress event needs a position")
+            pos = None
+        else:
+            pos = _real(position)
+            if pos is None or not math.isfinite(pos):
+                raise InvalidEventError(
+                    f"{where}: position must be a finite number of seconds, got {position!r}"
+                )
+            if pos < 0:
+                raise InvalidEventError(f"{where}: position {pos} s is negative")
+            if pos > duration + POSITION_TOLERANCE_S:
+                raise InvalidEventError(
+                    f"{where}: position {pos} s is past the item's duration of {duration} s"
+                )
+        if paused:
+            return None
+        return (profile_id, item_id, kind, pos, duration, ts)
+
+    def _insert_event(self, row: tuple) -> int:
+        return self.db.execute(
+            "INSERT INTO events (profile_id, item_id, kind, position, duration, ts) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            row,
+        ).lastrowid
+
+    @_sqlite_errors
+    def record(
+        self,
+        profile_id: str,
+        item_id: str,
+        kind: str,
+        *,
+        position: float | None = None,
+        timestamp: float | None = None,
+    ) -> int | None:
+        """Record one viewing event.
+
+        Parameters
+        ----------
+        profile_id, item_id
+            Must exist.
+        kind
+            One of :data:`EVENT_KINDS`.
+        position
+            Playback position in seconds, in ``[0, duration + 1 s]``; required for ``progress``.
+            The event's duration is the item's.
+        timestamp
+            Seconds since the epoch; defaults to ``clock()``; at most 60 s ahead of it.
+
+        Returns
+        -------
+        int or None
+            The new event's id, or None when the profile's history is paused (nothing written).
+
+        Raises
+        ------
+        UnknownProfileError, UnknownItemError, InvalidEventError
+            Nothing was written; the message names the profile, the item and the reason.
+        """
+        now = float(self._clock())
+        with self._write():
+            row = self._prepare_event(profile_id, item_id, kind, position, timestamp, now, {})
+            return None if row is None else self._insert_event(row)
+
+    @_sqlite_errors
+    def record_many(self, events: Iterable[Mapping[str, Any]]) -> list[int | None]:
+        """Record a batch of events, all or nothing, in one transaction.
+
+        Parameters
+        ----------
+        events
+            Dicts with the arguments of :meth:`record`: ``profile_id``, ``item_id``, ``kind`` and
+            optionally ``position`` and ``timestamp``.
+
+        Returns
+        -------
+        list
+            One entry per event: its id, or None if its profile is paused.
+
+        Raises
+        ------
+        UnknownProfileError, UnknownItemError, InvalidEventError
+            For the first invalid event, whose index the message starts with; nothing was
+            written.
+        """
+        now = float(self._clock())
+        cache: dict = {}
+        ids: list[int | None] = []
+        with self._write():
+            for index, event in enumerate(events):
+                if not isinstance(event, Mapping):
+                    raise InvalidEventError(
+                        f"event {index}: must be a dict of record()'s arguments, got {event!r}"
+                    )
+                try:
+                    row = self._prepare_event(
+                        event.get("profile_id"),
+                        event.get("item_id"),
+                        event.get("kind"),
+                        event.get("position"),
+                        event.get("timestamp"),
+                        now,
+                        cache,
+                    )
+                except (UnknownProfileError, UnknownItemError, InvalidEventError) as err:
+                    raise type(err)(f"event {index}: {err}") from None
+                ids.append(None if row is None else self._insert_event(row))
+        return ids
+
+    @_sqlite_errors
+    def events(
+        self, profile_id: str, *, since: float | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """The profile's events, oldest first.
+
+        Parameters
+        ----------
+        since
+            Only events with ``ts >= since``.
+        limit
+            Only the most recent ``limit`` of them (still returned oldest first).
+        """
+        self._get_profile(profile_id)
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+        rows = self.db.execute(
+            """
+            SELECT * FROM (
+                SELECT id, profile_id, item_id, kind, position, duration, ts FROM events
+                WHERE profile_id = ? AND ts >= ?
+                ORDER BY ts DESC, id DESC LIMIT ?
+            ) ORDER BY ts, id
+            """,
+            [
+                profile_id,
+                -math.inf if since is None else float(since),
+                -1 if limit is None else limit,  # SQLite: a negative LIMIT means none
+            ],
+        ).fetchall()
+        return [Event(*row) for row in rows]
+
+    # ----------------------------------------------------------------- what the ranker reads
+
+    @_sqlite_errors
+    def affinities(
+        self, profile_id: str, *, now: float | None = None, half_life_days: float = 30.0
+    ) -> Affinities:
+        """How much the profile likes each item it has at least one event for.
+
+        For each item, over the profile's events on it:
+
+        - ``completion`` = max(position / duration), clipped to [0, 1], or 1 with a finish event
+          (0 when no event had a position);
+        - ``finished`` = a finish event, or completion >= 0.95;
+        - ``liked`` = the latest like/dislike: +1, -1, or 0 if none;
+        - ``last_ts`` = the latest event's timestamp.
+
+        Then::
+
+            base     = 0.25 + 0.75 * completion           # any play counts a little
+            strength = base * (1.5 if finished) * (2 if liked == +1)
+            recency  = 0.5 ** (max(now - last_ts, 0) / 86400 / half_life_days)
+            affinity = strength * recency                 # in (0, 3]
+            affinity = -1  if liked == -1                 # the ranker excludes these
+
+        So affinity never decreases when completion grows or the last event is more recent.
+
+        Parameters
+        ----------
+        now
+            Seconds since the epoch; defaults to ``clock()``.
+        half_life_days
+            Age at which an item's positive affinity halves.
+
+        Returns
+        -------
+        Affinities
+            Parallel arrays, most recently watched item first.
+        """
+        self._get_profile(profile_id)
+        if not (isinstance(half_life_days, numbers.Real) and 0 < half_life_days < math.inf):
+            raise ValueError(f"half_life_days must be positive and finite, got {half_life_days!r}")
+        now = float(self._clock() if now is None else now)
+        rows = self.db.execute(_AFFINITY_SQL, [profile_id]).fetchall()
+        item_ids = np.array([row[0] for row in rows], dtype=object)
+        watched = np.array([np.nan if row[1] is None else row[1] for row in rows], dtype=np.float64)
+        finish_event = np.array([bool(row[2]) for row in rows], dtype=bool)
+        last_ts = np.array([row[3] for row in rows], dtype=np.float64)
+        liked = np.array([{"like": 1, "dislike": -1}.get(row[4], 0) for row in rows], dtype=np.int8)
+
+        completion = np.clip(np.nan_to_num(watched, nan=0.0), 0.0, 1.0)
+        completion[finish_event] = 1.0
+        finished = finish_event | (completion >= FINISHED_AT)
+        strength = (0.25 + 0.75 * completion) * np.where(finished, 1.5, 1.0)
+        strength *= np.where(liked == 1, 2.0, 1.0)
+        age_days = np.maximum(now - last_ts, 0.0) / _SECONDS_PER_DAY
+        affinity = strength * 0.5 ** (age_days / float(half_life_days))
+        affinity[liked == -1] = -1.0
+        return Affinities(
+            item_ids=item_ids,
+            affinity=affinity.astype(np.float32),
+            completion=completion.astype(np.float32),
+            liked=liked,
+            finished=finished,
+            last_ts=last_ts,
+        )
+
+    @_sqlite_errors
+    def continue_watching(self, profile_id: str, limit: int = 20) -> list[ResumePoint]:
+        """Items to offer for resuming, most recently watched first.
+
+        An item qualifies when its latest event with a position (or its latest finish) is not a
+        finish and puts it between 3% and 95% of its duration, and the latest opinion on it is
+        not a dislike. It resumes at that latest position, so a rewind is honoured and a rewatch
+        after finishing counts as a new session.
+        """
+        self._get_profile(profile_id)
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a non-negative int, got {limit!r}")
+        rows = self.db.execute(
+            _CONTINUE_SQL,
+            {"profile": profile_id, "low": RESUME_FROM, "high": FINISHED_AT, "limit": limit},
+        ).fetchall()
+        return [
+            ResumePoint(
+                item_id=item_id,
+                title=title,
+                position=position,
+                duration=duration,
+                completion=position / duration,
+                last_ts=ts,
+            )
+            for item_id, title, position, duration, ts in rows
+        ]

@@ -73,6 +73,27 @@ def _run_eval_cf(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- demo
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[1].parent / "shared/data/ml-100k/u.data"
+    p = sub.add_parser("demo", help="print a demo viewer's home-screen rows (the main job)")
+    p.add_argument("--ratings", type=Path, default=default, help=f"MovieLens u.data (default {default})")
+    p.add_argument("--db", type=Path, help="history database to use (default: a new temporary one)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from tvrec.terminal_demo import run
+
+    if not args.ratings.is_file():
+        raise CommandError(f"{args.ratings}: MovieLens ratings not found (pass --ratings)")
+    return run(args.ratings, args.db)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -86,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tvrec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_eval(sub)
+    _add_demo(sub)
     return parser
 
 

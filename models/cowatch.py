@@ -157,13 +157,8 @@ class CosineModel(ItemItemModel):
         self.shrink = shrink
 
     def _weights(self, X: sp.csr_matrix) -> sp.csr_matrix:
-        B = _binary(X)
-        C = (B.T @ B).tocsr().astype(np.float64)
-        counts = C.diagonal()
-        C.setdiag(0)
-        C.eliminate_zeros()
-        rows, cols = C.nonzero()
-        C.data = C.data / (np.sqrt(counts[rows] * counts[cols]) + self.shrink)
+        C, c_i, c_j = _cocounts(X)
+        C.data = C.data / (np.sqrt(c_i * c_j) + self.shrink)
         return C
 
 
@@ -171,13 +166,8 @@ class JaccardModel(ItemItemModel):
     """Jaccard co-occurrence, as in SAR: ``w_ij = c_ij / (c_i + c_j - c_ij)``."""
 
     def _weights(self, X: sp.csr_matrix) -> sp.csr_matrix:
-        B = _binary(X)
-        C = (B.T @ B).tocsr().astype(np.float64)
-        counts = C.diagonal()
-        C.setdiag(0)
-        C.eliminate_zeros()
-        rows, cols = C.nonzero()
-        C.data = C.data / (counts[rows] + counts[cols] - C.data)
+        C, c_i, c_j = _cocounts(X)
+        C.data = C.data / (c_i + c_j - C.data)
         return C
 
 
@@ -328,6 +318,17 @@ def _binary(X: sp.csr_matrix) -> sp.csr_matrix:
     B.data = (B.data > 0).astype(np.float64)
     B.eliminate_zeros()
     return B
+
+
+def _cocounts(X: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Co-watch counts ``c_ij`` (zero diagonal) and, aligned with its ``data``, ``c_i``, ``c_j``."""
+    B = _binary(X)
+    C = (B.T @ B).tocsr().astype(np.float64)
+    counts = C.diagonal()
+    C.setdiag(0)
+    C.eliminate_zeros()
+    rows, cols = C.nonzero()  # canonical CSR order, aligned with C.data
+    return C, counts[rows], counts[cols]
 
 
 def _max_row_nnz(S: sp.csr_matrix) -> int:

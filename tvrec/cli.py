@@ -94,6 +94,63 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run(args.ratings, args.db)
 
 
+# --------------------------------------------------------------------------- features
+
+
+def _add_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "features",
+        help="decode a media file into the content model's features (frames + log-mel)",
+        description=(
+            "Samples F frames evenly over the clip (shorter side scaled to S, centre-cropped) and "
+            "a log-mel window centred in it, with the default FeatureConfig; writes frames (uint8 "
+            "[F,S,S,3]), logmel (float32 [T,M], before normalisation) and config (its JSON) to an "
+            "npz. A file without audio gets silence and the flag no_audio."
+        ),
+    )
+    p.add_argument("media", metavar="MEDIA_FILE", help="a video file (mp4, webm, mkv, ...)")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="npz to write (replaced atomically)")
+    p.add_argument("--json", action="store_true", help="print shapes, duration and flags as JSON")
+    p.set_defaults(func=_run_features)
+
+
+def _run_features(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    import numpy as np
+
+    from device.features import FeatureConfig
+    from device.media import extract_features
+
+    out = os.path.abspath(args.out)
+    if os.path.isdir(out):
+        raise CommandError(f"{args.out}: is a folder; pass a file name for --out")
+    cfg = FeatureConfig()
+    frames, logmel, info = extract_features(args.media, cfg)
+    tmp = f"{out}.tmp{os.getpid()}"
+    try:
+        # A file object, not a name: np.savez would append ".npz" to a name without it.
+        with open(tmp, "wb") as fh:
+            np.savez(fh, frames=frames, logmel=logmel, config=np.array(cfg.to_json()),
+                     flags=np.array(info["flags"], dtype=str))
+        os.replace(tmp, out)
+    except OSError as err:
+        raise CommandError(f"{args.out}: cannot write ({err.strerror or err})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    if args.json:
+        summary = {
+            **info,
+            "frames": {"shape": list(frames.shape), "dtype": str(frames.dtype)},
+            "logmel": {"shape": list(logmel.shape), "dtype": str(logmel.dtype)},
+            "out": args.out,
+        }
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -108,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_eval(sub)
     _add_demo(sub)
+    _add_features(sub)
     return parser
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -138,9 +139,9 @@ def load_clip(path: str | Path, cfg: FeatureConfig | None = None, *, time_limit:
     cfg = cfg or FeatureConfig()
     p = _check_file(path)
     budget = _Budget(p, time.monotonic() + time_limit, time_limit)
-    with _open(p) as container:
+    with _damage_is_media_error(p), _open(p) as container:
         vstream = _video_stream(container, p)
-        astream = container.streams.audio[0] if container.streams.audio else None
+        astream, has_audio = _audio_stream(container)
         start, duration = _video_span(container, vstream, p)
         fps = _fps(vstream)
         centre = start + duration / 2.0
@@ -148,7 +149,7 @@ def load_clip(path: str | Path, cfg: FeatureConfig | None = None, *, time_limit:
             frames, frame_times, vflags = _read_frames(container, vstream, p, cfg, start, duration,
                                                        fps, budget, seekable=True)
             audio, aflags = _read_audio_or_silence(container, astream, p, cfg, centre, budget,
-                                                   seekable=True)
+                                                   seekable=True, has_audio=has_audio)
         except _SeekFailed:
             # The demuxer cannot seek (damaged index, some streamed formats): read each part
             # once, front to back, from a freshly opened file.
@@ -158,7 +159,8 @@ def load_clip(path: str | Path, cfg: FeatureConfig | None = None, *, time_limit:
                     seekable=False)
             with _open(p) as again:
                 a2 = again.streams[astream.index] if astream is not None else None
-                audio, aflags = _read_audio_or_silence(again, a2, p, cfg, centre, budget, seekable=False)
+                audio, aflags = _read_audio_or_silence(again, a2, p, cfg, centre, budget, seekable=False,
+                                                       has_audio=has_audio)
         info = {
             "width": int(vstream.codec_context.width),
             "height": int(vstream.codec_context.height),
@@ -186,10 +188,10 @@ def load_audio(path: str | Path, cfg: FeatureConfig | None = None, *, time_limit
     cfg = cfg or FeatureConfig()
     p = _check_file(path)
     budget = _Budget(p, time.monotonic() + time_limit, time_limit)
-    with _open(p) as container:
-        if not container.streams.audio:
-            raise MediaError(f"{p}: no audio stream")
-        astream = container.streams.audio[0]
+    with _damage_is_media_error(p), _open(p) as container:
+        astream, has_audio = _audio_stream(container)
+        if astream is None:
+            raise MediaError(f"{p}: {'no decoder for the audio stream' if has_audio else 'no audio stream'}")
         start, duration = _stream_span(container, astream)
         if duration is None or duration <= 0:
             raise MediaError(f"{p}: zero-length or unknown-length audio")
@@ -257,11 +259,23 @@ def _open(p: Path):
     import av
 
     try:
-        return av.open(str(p), mode="r", timeout=OPEN_TIMEOUT)
+        # Metadata is not used; undecodable tags in a damaged header must not fail the open.
+        return av.open(str(p), mode="r", timeout=OPEN_TIMEOUT, metadata_errors="replace")
     except av.error.FFmpegError as err:
         raise MediaError(f"{p}: not a readable media file ({_reason(err)})") from None
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise MediaError(f"{p}: cannot read ({_reason(err)})") from None
+
+
+@contextmanager
+def _damage_is_media_error(p: Path):
+    """Any FFmpeg error not handled closer to its source means damaged data: MediaError."""
+    import av
+
+    try:
+        yield
+    except av.error.FFmpegError as err:
+        raise MediaError(f"{p}: damaged or unsupported media ({_reason(err)})") from None
 
 
 def _video_stream(container, p: Path):
@@ -275,10 +289,17 @@ def _video_stream(container, p: Path):
     if not candidates:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise MediaError(f"{p}: no video stream (streams: {', '.join(kinds)})")
-    stream = max(candidates, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
-    if stream.codec_context is None or not stream.codec_context.name:
-        raise MediaError(f"{p}: no decoder for the video stream")
-    return stream
+    decodable = [s for s in candidates if s.codec_context is not None]
+    if not decodable:
+        raise MediaError(f"{p}: no decoder for the video stream (unknown or damaged codec id)")
+    return max(decodable, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+
+
+def _audio_stream(container):
+    """(first decodable audio stream or None, whether an audio stream exists at all)."""
+    streams = list(container.streams.audio)
+    decodable = [s for s in streams if s.codec_context is not None]
+    return (decodable[0] if decodable else None), bool(streams)
 
 
 def _stream_span(container, stream) -> tuple[float, float | None]:
@@ -546,9 +567,11 @@ def _square_rgb(frame, size: int, sar) -> np.ndarray:
 
 
 def _read_audio_or_silence(container, astream, p: Path, cfg: FeatureConfig, centre: float,
-                           budget: _Budget, *, seekable: bool) -> tuple[np.ndarray, tuple[str, ...]]:
+                           budget: _Budget, *, seekable: bool,
+                           has_audio: bool = True) -> tuple[np.ndarray, tuple[str, ...]]:
     if astream is None:
-        return np.zeros(cfg.audio_samples, dtype=np.float32), ("no_audio",)
+        flags = ("audio_unreadable", "no_audio") if has_audio else ("no_audio",)
+        return np.zeros(cfg.audio_samples, dtype=np.float32), flags
     audio, covered, errors = _read_audio_window(container, astream, p, cfg, centre, budget,
                                                 seekable=seekable)
     return audio, _audio_flags(cfg, covered, errors)

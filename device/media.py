@@ -68,7 +68,7 @@ MAX_PACKETS = 20000
 #: A decode with more broken packets than this is refused as corrupt.
 MAX_DECODE_ERRORS = 25
 #: Audio decoding starts this many seconds before its window (decoder warm-up after a seek).
-AUDIO_PREROLL = 1.0
+AUDIO_PREROLL = 0.5
 #: Decoder threading: slices only, never frame threads. Frame threading delays every output by
 #: one frame per thread, refills after each seek, and needs idle cores -- which a box playing
 #: TV while it extracts features in the background does not have. On this 2-CPU machine under
@@ -558,7 +558,10 @@ def _square_rgb(frame, size: int, sar) -> np.ndarray:
         out_h, out_w = size, max(size, int(round(disp_w * size / h)))
     else:
         out_w, out_h = size, max(size, int(round(h * size / disp_w)))
-    rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    # One swscale thread: a context per frame, and spinning up a thread pool for a 96-px output
+    # costs more than it saves (and competes with the decoder on a busy box).
+    rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="BILINEAR",
+                         threads=1).to_ndarray()
     y0, x0 = (out_h - size) // 2, (out_w - size) // 2
     return rgb[y0 : y0 + size, x0 : x0 + size]
 
@@ -592,7 +595,10 @@ def _read_audio_window(container, astream, p: Path, cfg: FeatureConfig, centre: 
 
     Decoding starts :data:`AUDIO_PREROLL` s before the window (a seek on the audio stream);
     if that lands after the window start (a demuxer without an audio index), it restarts from
-    the beginning of the file. ``seekable=False``: ``container`` is fresh, read from the start.
+    the beginning of the file. The window is placed by the first resampled pts, so its
+    sub-sample phase (and with 1 ms time bases, as in WebM, up to +-1 ms) depends on where
+    decoding starts -- fixed for a given file, so features are reproducible; against a decode
+    from the very start the log-mel differs by <= 0.1 nats (median 0.002) on the real clips. ``seekable=False``: ``container`` is fresh, read from the start.
     """
     import av
 

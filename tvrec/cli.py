@@ -94,6 +94,66 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run(args.ratings, args.db)
 
 
+# --------------------------------------------------------------------------- catalog
+
+
+def _add_catalog(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("catalog", help="the deterministic demo TV catalog (media + viewing logs)")
+    csub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    gen = csub.add_parser(
+        "generate",
+        help="generate items, MP4 clips, posters, households and their viewing logs",
+        description=(
+            "Writes DIR/catalog.json (last, atomically), interactions.csv (training logs before "
+            "the cut-off, warm items only), interactions_future.csv (after it, incl. cold items), "
+            "latent.json (hidden simulator truth, diagnostics only), media/*.mp4, posters/*.png. "
+            "Same seed, same files."
+        ),
+    )
+    gen.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    gen.add_argument("--items", type=int, default=600, help="number of programmes (default 600)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    gen.add_argument("--profiles", type=int, default=400, help="number of household profiles (default 400)")
+    gen.add_argument("--no-media", action="store_true", help="skip clips and posters (logs only, seconds)")
+    gen.add_argument("--workers", type=int, default=None, help="media processes (default: up to 2)")
+    gen.set_defaults(func=_run_catalog)
+    info = csub.add_parser("info", help="load a generated catalog, validate it and print a summary")
+    info.add_argument("dir", metavar="DIR")
+    info.set_defaults(func=_run_catalog)
+
+
+def _run_catalog(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    if args.what == "generate":
+        if args.items < 2 or args.profiles < 1:
+            raise CommandError("--items must be >= 2 and --profiles >= 1")
+        if args.workers is not None and args.workers < 1:
+            raise CommandError("--workers must be >= 1")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise CommandError(f"{args.out}: exists and is not a folder")
+        from models.catalog import generate_catalog
+
+        t0 = time.perf_counter()
+        m = generate_catalog(args.out, n_items=args.items, seed=args.seed, n_profiles=args.profiles,
+                             media=not args.no_media, workers=args.workers, progress=True)
+        c = m["counts"]
+        print(f"{args.out}: {m['n_items']} items ({c['cold_items']} cold), {m['n_profiles']} profiles, "
+              f"{c['train_events']} training + {c['future_events']} future events, "
+              f"media {'yes' if m['media_format'] else 'no'}, {time.perf_counter() - t0:.1f} s")
+        return 0
+
+    from models.catalog import load_catalog
+
+    cat = load_catalog(args.dir)
+    n_media = sum(1 for i in range(cat.n_items) if cat.media_path(i) and os.path.isfile(cat.media_path(i)))
+    print(f"{args.dir}: schema {cat.manifest['schema']}, seed {cat.seed}, {cat.n_items} items "
+          f"({int(cat.cold.sum())} cold), {len(cat.profile_ids)} profiles, {len(cat.train)} training / "
+          f"{len(cat.future)} future events, {n_media} clips present")
+    return 0
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -165,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_eval(sub)
     _add_demo(sub)
+    _add_catalog(sub)
     _add_features(sub)
     return parser
 

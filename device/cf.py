@@ -82,21 +82,36 @@ class Recommendation:
 
 
 class ItemIndex:
-    """Maps external item ids to table rows. Unknown ids map to -1 (ignored, never fatal)."""
+    """Maps external item ids to table rows. Unknown ids map to -1 (ignored, never fatal).
+
+    When the ids are sorted (bundles write them so) lookups are a binary search over the
+    (possibly memory-mapped) id array itself: no per-item Python objects, which for a
+    100k-item catalog saves ~13 MB and the time to build a dict. Otherwise a dict is built.
+    """
 
     def __init__(self, item_ids: Sequence[str]):
-        self.item_ids = np.asarray(item_ids, dtype=object)
-        self._row = {str(item): row for row, item in enumerate(self.item_ids)}
+        ids = np.asarray(item_ids)
+        if ids.dtype.kind != "U":
+            ids = ids.astype(str)
+        self.item_ids = ids
+        self._sorted = bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
+        self._row = None if self._sorted else {str(item): row for row, item in enumerate(ids)}
 
     def rows(self, ids: Iterable[str]) -> np.ndarray:
-        get = self._row.get
-        return np.fromiter((get(str(i), -1) for i in ids), dtype=np.int64)
+        if self._row is not None:
+            get = self._row.get
+            return np.fromiter((get(str(i), -1) for i in ids), dtype=np.int64)
+        want = np.asarray([str(i) for i in ids], dtype=str)  # its own width: no truncation
+        if len(want) == 0 or len(self.item_ids) == 0:
+            return np.full(len(want), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.item_ids, want), len(self.item_ids) - 1)
+        return np.where(self.item_ids[pos] == want, pos, -1).astype(np.int64)
 
     def __contains__(self, item_id: object) -> bool:
-        return str(item_id) in self._row
+        return bool(self.rows([str(item_id)])[0] >= 0)
 
     def __len__(self) -> int:
-        return len(self._row)
+        return len(self.item_ids)
 
 
 def score_rows(

@@ -39,3 +39,7 @@ class BundleError(TvrecError):
 
 class DataFormatError(TvrecError):
     """An input data file (ratings, logs, catalog) is malformed; the message names the line."""
+
+
+class RuntimeMissingError(TvrecError, RuntimeError):
+    """No TFLite interpreter is installed (neither ``ai-edge-litert`` nor ``tflite-runtime``)."""

@@ -1,0 +1,1261 @@
+"""The device bundle: everything the box needs from the fleet, in one verified folder.
+
+This module is the single definition of the bundle layout. A bundle is a flat directory:
+
+=============================  ==========================================================
+file                           content
+=============================  ==========================================================
+``manifest.json``              written last; describes and hashes every other file
+``item_ids.npy``               ``<U{w}`` [N] external item ids (row order of every array)
+``item_meta.json``             ``{"titles": [N], "genres": [N][...]}``, loaded lazily
+``item_durations.npy``         float32 [N] seconds (> 0)
+``item_release.npy``           int64 [N] release order (larger = later; a rank or a time)
+``item_cold.npy``              bool [N] no co-watch data yet (content model only)
+``neighbours.npy``             int32 [N, K] neighbour rows, ``-1`` padding
+``weights.npy``                float32 [N, K] neighbour weights, 0 at padding
+``popularity.npy``             float32 [N] fallback score
+``item_embeddings.npy``        int8 [N, D] content embeddings, ``float = int8 * scale``
+``item_embedding_scales.npy``  float32 [N] per-row scale (only when the scale is per row)
+``content_model.tflite``       the int8 content model (absent when ``manifest.model`` is null)
+=============================  ==========================================================
+
+Every ``.npy`` is opened memory-mapped, so opening a 100k-item bundle reads only the manifest
+and the ``.npy`` headers; pages are read when the scorer touches rows. Item titles and genres
+(the only variable-length data) are JSON parsed on first access.
+
+``manifest.json`` keys: ``format`` (``"tvrec-bundle"``), ``schema_version`` (int, see
+:data:`SCHEMA_VERSION`), ``created`` (ISO 8601 UTC, ``...Z``), ``tvrec_version``, ``n_items``,
+``k``, ``embedding_dim``, ``embedding_scale`` (a float, or ``"per_row"`` meaning
+``item_embedding_scales.npy``), ``feature_config`` (:meth:`FeatureConfig.to_dict`),
+``feature_fingerprint``, ``model`` (``{"file": "content_model.tflite", "io": {"inputs": [...],
+"outputs": [...]}}`` -- each tensor's name, shape, dtype, scale, zero_point, see
+:meth:`device.runtime.TFLiteModel.io_spec` -- or ``null`` for a CF-only bundle), ``extra``
+(free JSON from the producer) and ``files``: ``{name: {"sha256": hex, "bytes": int}}`` for every
+file but the manifest.
+
+``model: null`` is allowed: a bundle without a content model still recommends from CF and
+popularity (cold items then get popularity only). :func:`synth_bundle` writes one when given
+no model. Consumers that need the model check :attr:`Bundle.model_path` (None then).
+
+Verification (:func:`open_bundle`) has three levels:
+
+* ``"full"`` (``verify=True``): everything below plus the sha256 of every listed file, so the
+  arrays are exactly what :func:`write_bundle` wrote -- and :func:`write_bundle` validated their
+  content (neighbour rows in range, finite weights, ...). :func:`install_bundle`,
+  :func:`unpack_bundle`, :func:`pack_bundle` and :func:`rollback` always verify fully.
+* ``"sizes"``: manifest, schema, every listed file present with its recorded size, ``.npy``
+  headers with the right dtype and shapes (N, K, D agree with the manifest), feature config,
+  model magic bytes. Catches truncation, missing files and swapped arrays but not a flipped
+  byte. For boot when the bundle was installed (fully verified) by this box.
+* ``False``: as ``"sizes"`` without the size comparison.
+
+``bench/bundle_open.py`` measures both (see README figures there).
+
+Installation (:func:`install_bundle`) keeps versions side by side under a root::
+
+    root/versions/<created>-<manifest sha256[:12]>/   one bundle per version
+    root/current  -> versions/...                    what the box uses (symlink)
+    root/previous -> versions/...                    what rollback() switches back to
+
+A new bundle is copied into ``root/.staging-*``, fully verified, fsynced and renamed into
+``versions/``; then the ``current`` link is replaced atomically (``current.tmp`` +
+``os.replace``). A bundle that fails verification is refused and ``current`` is not touched.
+Versions other than ``current`` and ``previous`` are deleted after a successful switch.
+Installs and rollbacks on one root are serialised with a lock file (``root/.lock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from device.cf import PAD, ItemIndex, NeighbourTable
+from device.errors import BundleError
+from device.features import FeatureConfig
+
+__all__ = [
+    "Bundle",
+    "BundleItems",
+    "FILES",
+    "FORMAT",
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "current_bundle",
+    "install_bundle",
+    "open_bundle",
+    "pack_bundle",
+    "rollback",
+    "synth_bundle",
+    "unpack_bundle",
+    "write_bundle",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Written into every manifest; a reader refuses anything it does not list as supported.
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+FORMAT = "tvrec-bundle"
+
+MANIFEST = "manifest.json"
+MODEL = "content_model.tflite"
+ITEM_IDS = "item_ids.npy"
+ITEM_META = "item_meta.json"
+ITEM_DURATIONS = "item_durations.npy"
+ITEM_RELEASE = "item_release.npy"
+ITEM_COLD = "item_cold.npy"
+NEIGHBOURS = "neighbours.npy"
+WEIGHTS = "weights.npy"
+POPULARITY = "popularity.npy"
+EMBEDDINGS = "item_embeddings.npy"
+EMBEDDING_SCALES = "item_embedding_scales.npy"
+
+#: Every file name the layout defines, besides the manifest.
+FILES = (ITEM_IDS, ITEM_META, ITEM_DURATIONS, ITEM_RELEASE, ITEM_COLD, NEIGHBOURS, WEIGHTS,
+         POPULARITY, EMBEDDINGS, EMBEDDING_SCALES, MODEL)
+
+_PER_ROW = "per_row"
+_TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite
+_HASH_CHUNK = 1 << 20
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # flat, no '/', no leading dot
+
+VerifyLevel = Union[bool, str]
+
+
+# --------------------------------------------------------------------------- items
+
+
+class BundleItems:
+    """The item table of a bundle: ids and numeric columns memory-mapped, text loaded lazily.
+
+    Attributes
+    ----------
+    ids : np.ndarray of str, shape (N,)
+        External item id per row (memory-mapped ``<U`` array).
+    durations : np.ndarray of float32, shape (N,)
+        Seconds.
+    release : np.ndarray of int64, shape (N,)
+        Release order, larger is later.
+    cold : np.ndarray of bool, shape (N,)
+        Items without co-watch data (no neighbours; the content model covers them).
+    """
+
+    def __init__(self, path: Path, ids: np.ndarray, durations: np.ndarray, release: np.ndarray,
+                 cold: np.ndarray, label: str):
+        self._path = path
+        self._label = label
+        self.ids = ids
+        self.durations = durations
+        self.release = release
+        self.cold = cold
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self.index
+
+    @cached_property
+    def _meta(self) -> dict[str, list]:
+        name = ITEM_META
+        try:
+            with open(self._path / name, "rb") as fh:
+                meta = json.loads(fh.read())
+        except (OSError, ValueError) as err:
+            raise BundleError(f"{self._label}: {name} cannot be read ({_reason(err)})") from None
+        n = len(self.ids)
+        for key in ("titles", "genres"):
+            col = meta.get(key) if isinstance(meta, dict) else None
+            if not isinstance(col, list) or len(col) != n:
+                raise BundleError(f"{self._label}: {name} needs a list '{key}' of {n} entries")
+        return meta
+
+    @property
+    def titles(self) -> list[str]:
+        """Title per row (parsed from ``item_meta.json`` on first access)."""
+        return self._meta["titles"]
+
+    @property
+    def genres(self) -> list[list[str]]:
+        """Genre list per row (parsed from ``item_meta.json`` on first access)."""
+        return self._meta["genres"]
+
+    @cached_property
+    def index(self) -> ItemIndex:
+        """id -> row map, built on first use (O(N)); pass it to :func:`device.cf.recommend`."""
+        return ItemIndex(self.ids)
+
+    def row(self, item_id: str) -> int:
+        """Row of ``item_id``, -1 if the bundle does not know it."""
+        return int(self.index.rows([item_id])[0])
+
+    def record(self, row: int) -> dict[str, Any]:
+        """Row ``row`` as a dict for :meth:`device.history.History.upsert_items`."""
+        return {"id": str(self.ids[row]), "title": self.titles[row],
+                "genres": list(self.genres[row]), "duration": float(self.durations[row])}
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every item as :meth:`record` dicts (catalog sync into the history database)."""
+        return [self.record(r) for r in range(len(self.ids))]
+
+
+# --------------------------------------------------------------------------- bundle
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An opened (and verified) bundle. Arrays are memory-mapped: keep the object alive.
+
+    Attributes
+    ----------
+    path : Path
+        The bundle directory (resolved: the version folder, not the ``current`` link).
+    manifest : dict
+        The parsed ``manifest.json``.
+    feature_config : FeatureConfig
+        The preprocessing the content model was trained with.
+    items : BundleItems
+        Ids, durations, release order, cold flags; titles and genres on demand.
+    table : NeighbourTable
+        The CF model over memory-mapped ``neighbours`` / ``weights`` / ``popularity``.
+    embeddings : np.memmap of int8, shape (N, D)
+        Quantised item content embeddings; :meth:`embedding` dequantises rows.
+    embedding_scale : float or np.ndarray of float32, shape (N,)
+        ``float = int8 * scale`` (one scale, or one per row).
+    model_path : Path or None
+        ``content_model.tflite``, None for a bundle without a model (``manifest.model`` null).
+    verified : str
+        The verification done when opening: ``"full"``, ``"sizes"`` or ``"none"``.
+    """
+
+    path: Path
+    manifest: dict
+    feature_config: FeatureConfig
+    items: BundleItems
+    table: NeighbourTable
+    embeddings: np.ndarray
+    embedding_scale: Any
+    model_path: Path | None
+    verified: str
+
+    @property
+    def n_items(self) -> int:
+        return int(self.manifest["n_items"])
+
+    @property
+    def k(self) -> int:
+        return int(self.manifest["k"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["embedding_dim"])
+
+    @property
+    def model_io(self) -> dict | None:
+        """Input/output shapes, dtypes and quantisation of the model (None without a model)."""
+        model = self.manifest.get("model")
+        return None if model is None else model["io"]
+
+    def embedding(self, rows: Any) -> np.ndarray:
+        """Dequantised float32 embeddings of ``rows`` (an int, a slice or an index array)."""
+        q = np.asarray(self.embeddings[rows], dtype=np.float32)
+        if isinstance(self.embedding_scale, np.ndarray):
+            s = np.asarray(self.embedding_scale[rows], dtype=np.float32)
+            return q * (s[..., None] if q.ndim == s.ndim + 1 else s)
+        return q * np.float32(self.embedding_scale)
+
+    def summary(self) -> str:
+        """One line: size, K, D, model, fingerprint, created."""
+        model = "no model"
+        if self.model_io is not None:
+            ins = ", ".join(f"{t['name']} {t['dtype']}{t['shape']}" for t in self.model_io["inputs"])
+            model = f"model {ins}"
+        return (f"{self.path}: tvrec bundle schema {self.manifest['schema_version']}, "
+                f"{self.n_items} items ({int(np.count_nonzero(self.items.cold))} cold), "
+                f"K={self.k}, D={self.dim}, {model}, features "
+                f"{self.feature_config.fingerprint()[:12]}, created {self.manifest['created']}, "
+                f"verified {self.verified}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _reason(err: BaseException) -> str:
+    """An exception as one short line (no newlines: CLI errors are one line)."""
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(str(text).split())
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(_HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+class _HashingWriter:
+    """A write-only file that hashes and counts what goes through it (one pass per file)."""
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "wb")
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: Any) -> int:
+        mv = memoryview(data).cast("B")
+        self.sha.update(mv)
+        self.bytes += len(mv)
+        return self._fh.write(mv)
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory fds: rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso(created: Any) -> str:
+    if created is None:
+        return _now_iso()
+    if isinstance(created, _dt.datetime):
+        if created.tzinfo is None:
+            raise ValueError("created must be timezone-aware (UTC)")
+        return created.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = str(created)
+    _parse_iso(text)
+    return text
+
+
+def _parse_iso(text: str) -> _dt.datetime:
+    value = _dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return value
+
+
+def _check_io(io: Any) -> str | None:
+    """Why ``io`` is not a valid ``model.io`` dict, or None."""
+    if not isinstance(io, Mapping):
+        return "must be a dict with 'inputs' and 'outputs'"
+    for side in ("inputs", "outputs"):
+        tensors = io.get(side)
+        if not isinstance(tensors, list) or not tensors:
+            return f"needs a non-empty list '{side}'"
+        for t in tensors:
+            if not isinstance(t, Mapping) or not {"name", "shape", "dtype"} <= set(t):
+                return f"each of '{side}' needs name, shape and dtype"
+            if not isinstance(t["shape"], list) or not all(isinstance(d, int) for d in t["shape"]):
+                return f"{side} {t.get('name')!r}: shape must be a list of ints"
+    return None
+
+
+# --------------------------------------------------------------------------- write
+
+
+def _item_columns(items: Any, label: str) -> dict[str, Any]:
+    """Normalise ``items`` (columns dict or list of row dicts) to validated columns."""
+    if isinstance(items, Mapping):
+        cols = dict(items)
+        if "ids" not in cols:
+            raise BundleError(f"{label}: items needs an 'ids' column")
+    elif isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
+        rows = list(items)
+        try:
+            cols = {"ids": [r["id"] for r in rows]}
+        except (KeyError, TypeError):
+            raise BundleError(f"{label}: every item row needs an 'id'") from None
+        for col, key in (("titles", "title"), ("genres", "genres"), ("durations", "duration"),
+                         ("release", "release"), ("cold", "cold")):
+            if any(key in r for r in rows):
+                if not all(key in r for r in rows):
+                    raise BundleError(f"{label}: some item rows lack '{key}'")
+                cols[col] = [r[key] for r in rows]
+    else:
+        raise BundleError(f"{label}: items must be a dict of columns or a list of item dicts")
+    unknown = sorted(set(cols) - {"ids", "titles", "genres", "durations", "release", "cold"})
+    if unknown:
+        raise BundleError(f"{label}: unknown item column(s) {unknown}")
+
+    ids = [str(i) for i in cols["ids"]]
+    n = len(ids)
+    if n == 0:
+        raise BundleError(f"{label}: a bundle needs at least one item")
+    if any(not i for i in ids):
+        raise BundleError(f"{label}: empty item id")
+    if len(set(ids)) != n:
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise BundleError(f"{label}: duplicate item id {dup!r}")
+
+    def column(name: str, default: Any) -> Any:
+        value = cols.get(name)
+        if value is None:
+            return default
+        if len(value) != n:
+            raise BundleError(f"{label}: items column '{name}' has {len(value)} entries, ids {n}")
+        return value
+
+    titles = [str(t) for t in column("titles", ids)]
+    genres = [[str(g) for g in gs] for gs in column("genres", [[] for _ in range(n)])]
+    if "durations" not in cols:
+        raise BundleError(f"{label}: items need durations (seconds > 0)")
+    durations = np.asarray(column("durations", None), dtype=np.float32)
+    bad = ~(np.isfinite(durations) & (durations > 0))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise BundleError(f"{label}: item {ids[r]!r} has duration {durations[r]} (need > 0 s)")
+    release = np.asarray(column("release", np.arange(n)), dtype=np.int64)
+    cold = np.asarray(column("cold", np.zeros(n, dtype=bool)), dtype=bool)
+    return {"ids": ids, "titles": titles, "genres": genres, "durations": durations,
+            "release": release, "cold": cold}
+
+
+def write_bundle(
+    out_dir: PathLike,
+    *,
+    items: Any,
+    neighbours: np.ndarray,
+    weights: np.ndarray,
+    popularity: np.ndarray,
+    item_embeddings_int8: np.ndarray,
+    embedding_scale: float | np.ndarray,
+    model_bytes: bytes | None,
+    feature_config: FeatureConfig | Mapping[str, Any],
+    model_io: Mapping[str, Any] | None,
+    created: Any = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Validate the arrays and write them as a bundle directory, atomically.
+
+    Everything is written into a temporary folder beside ``out_dir`` (``.<name>.tmp-*``),
+    ``manifest.json`` last, every file and the folder fsynced, then the folder is renamed to
+    ``out_dir``: a crash leaves no bundle under the final name (at most a temporary folder
+    without a manifest, which :func:`open_bundle` refuses).
+
+    Parameters
+    ----------
+    out_dir : path
+        The bundle folder to create; it must not exist (or be an empty folder).
+    items : dict of columns or list of dicts
+        Columns ``ids`` (str, unique), ``durations`` (seconds > 0), optional ``titles``
+        (default: the id), ``genres`` (lists of str), ``release`` (int order, default row
+        order), ``cold`` (bool); or rows with keys ``id``, ``duration``, ``title``, ``genres``,
+        ``release``, ``cold``. Row order is the order of every array.
+    neighbours : int array [N, K]
+        Neighbour rows in ``[0, N)``, ``-1`` padding.
+    weights : float array [N, K]
+        Finite, 0 at padding.
+    popularity : float array [N]
+        Finite.
+    item_embeddings_int8 : int8 array [N, D]
+    embedding_scale : float or float array [N]
+        ``float = int8 * scale``; finite and >= 0.
+    model_bytes : bytes or None
+        The ``.tflite`` flatbuffer; None writes a CF-only bundle (``manifest.model`` null).
+    feature_config : FeatureConfig or its dict
+    model_io : dict or None
+        ``{"inputs": [...], "outputs": [...]}`` (name, shape, dtype, scale, zero_point per
+        tensor; :func:`device.runtime.describe_io` computes it). Required with a model.
+    created : datetime (aware) or ISO 8601 str, optional
+        Default: now, UTC.
+    extra : dict, optional
+        Free JSON-able data from the producer (e.g. training run, metrics).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    BundleError
+        Inconsistent or invalid inputs, or ``out_dir`` already holds something.
+    """
+    out = Path(out_dir)
+    label = str(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{label}: already exists and is not an empty folder")
+
+    cols = _item_columns(items, label)
+    n = len(cols["ids"])
+    nb = np.asarray(neighbours)
+    w = np.asarray(weights)
+    pop = np.asarray(popularity)
+    emb = np.asarray(item_embeddings_int8)
+    if nb.ndim != 2 or nb.shape[0] != n or nb.shape[1] < 1:
+        raise BundleError(f"{label}: neighbours has shape {nb.shape}, expected ({n}, K>=1)")
+    k = nb.shape[1]
+    if not np.issubdtype(nb.dtype, np.integer):
+        raise BundleError(f"{label}: neighbours must be integers, got {nb.dtype}")
+    if nb.size and (nb.min() < PAD or nb.max() >= n):
+        raise BundleError(f"{label}: neighbours has rows outside [-1, {n})")
+    if w.shape != (n, k):
+        raise BundleError(f"{label}: weights has shape {w.shape}, expected {(n, k)}")
+    w = w.astype(np.float32)
+    if not np.isfinite(w).all():
+        raise BundleError(f"{label}: weights has non-finite values")
+    if (w[nb == PAD] != 0).any():
+        raise BundleError(f"{label}: weights must be 0 where neighbours is padding (-1)")
+    if pop.shape != (n,) or not np.isfinite(pop.astype(np.float64)).all():
+        raise BundleError(f"{label}: popularity must be {n} finite values, got shape {pop.shape}")
+    if emb.dtype != np.int8 or emb.ndim != 2 or emb.shape[0] != n or emb.shape[1] < 1:
+        raise BundleError(f"{label}: item_embeddings_int8 must be int8 ({n}, D), "
+                          f"got {emb.dtype} {emb.shape}")
+    dim = emb.shape[1]
+    if np.ndim(embedding_scale) == 0:
+        scale_value: Any = float(embedding_scale)
+        scale_arr = None
+        if not (np.isfinite(scale_value) and scale_value >= 0):
+            raise BundleError(f"{label}: embedding_scale {scale_value} must be finite and >= 0")
+    else:
+        scale_arr = np.asarray(embedding_scale, dtype=np.float32)
+        scale_value = _PER_ROW
+        if scale_arr.shape != (n,) or not (np.isfinite(scale_arr) & (scale_arr >= 0)).all():
+            raise BundleError(f"{label}: embedding_scale must be a float or {n} finite "
+                              f"values >= 0, got shape {scale_arr.shape}")
+    if isinstance(feature_config, FeatureConfig):
+        cfg = feature_config
+    else:
+        try:
+            cfg = FeatureConfig.from_dict(dict(feature_config))
+        except (TypeError, ValueError) as err:
+            raise BundleError(f"{label}: feature_config is invalid ({_reason(err)})") from None
+    if model_bytes is not None:
+        model_bytes = bytes(model_bytes)
+        if model_bytes[4:8] != _TFLITE_MAGIC:
+            raise BundleError(f"{label}: model_bytes is not a TFLite flatbuffer")
+        why = _check_io(model_io)
+        if why:
+            raise BundleError(f"{label}: model_io {why}")
+    elif model_io is not None:
+        raise BundleError(f"{label}: model_io given without model_bytes")
+    created_s = _iso(created)
+
+    from tvrec import __version__
+
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "created": created_s,
+        "tvrec_version": __version__,
+        "n_items": n,
+        "k": k,
+        "embedding_dim": dim,
+        "embedding_scale": scale_value,
+        "feature_config": cfg.to_dict(),
+        "feature_fingerprint": cfg.fingerprint(),
+        "model": None if model_bytes is None else {"file": MODEL, "io": json.loads(
+            json.dumps(model_io))},
+        "extra": dict(extra) if extra is not None else {},
+        "files": {},
+    }
+    try:
+        json.dumps(manifest["extra"])
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"{label}: extra is not JSON-able ({_reason(err)})") from None
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        files: dict[str, dict[str, Any]] = {}
+
+        def put(name: str, writer_fn: Any) -> None:
+            hw = _HashingWriter(tmp / name)
+            try:
+                writer_fn(hw)
+            finally:
+                hw.close()
+            files[name] = {"sha256": hw.sha.hexdigest(), "bytes": hw.bytes}
+
+        def put_npy(name: str, arr: np.ndarray) -> None:
+            put(name, lambda fh: np.lib.format.write_array(
+                fh, np.ascontiguousarray(arr), allow_pickle=False))
+
+        put_npy(ITEM_IDS, np.asarray(cols["ids"], dtype=str))
+        put(ITEM_META, lambda fh: fh.write(json.dumps(
+            {"titles": cols["titles"], "genres": cols["genres"]}, ensure_ascii=False,
+            separators=(",", ":")).encode("utf-8")))
+        put_npy(ITEM_DURATIONS, cols["durations"])
+        put_npy(ITEM_RELEASE, cols["release"])
+        put_npy(ITEM_COLD, cols["cold"])
+        put_npy(NEIGHBOURS, nb.astype(np.int32))
+        put_npy(WEIGHTS, w)
+        put_npy(POPULARITY, pop.astype(np.float32))
+        put_npy(EMBEDDINGS, emb)
+        if scale_arr is not None:
+            put_npy(EMBEDDING_SCALES, scale_arr)
+        if model_bytes is not None:
+            put(MODEL, lambda fh: fh.write(model_bytes))
+        manifest["files"] = files
+        put(MANIFEST, lambda fh: fh.write(
+            (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8")))
+        _fsync_dir(tmp)
+        os.rename(tmp, out)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise BundleError(f"{label}: cannot write bundle ({_reason(err)})") from None
+        raise
+    _fsync_dir(out.parent)
+    return out
+
+
+# --------------------------------------------------------------------------- open / verify
+
+
+def _level(verify: VerifyLevel) -> str:
+    if verify is True or verify == "full":
+        return "full"
+    if verify == "sizes":
+        return "sizes"
+    if verify is False or verify == "none":
+        return "none"
+    raise ValueError(f"verify must be True, False, 'full', 'sizes' or 'none', got {verify!r}")
+
+
+def _read_manifest(path: Path, label: str) -> dict[str, Any]:
+    mpath = path / MANIFEST
+    try:
+        raw = mpath.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{label}: {MANIFEST} is missing (not a bundle, or an unfinished "
+                          "write)") from None
+    except OSError as err:
+        raise BundleError(f"{label}: {MANIFEST} cannot be read ({_reason(err)})") from None
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BundleError(f"{label}: {MANIFEST} is not valid JSON ({_reason(err)})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{label}: {MANIFEST} is not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{label}: {MANIFEST} format is {manifest.get('format')!r}, "
+                          f"expected {FORMAT!r}")
+    version = manifest.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
+        raise BundleError(f"{label}: {MANIFEST} schema_version {version!r} is not supported "
+                          f"(this tvrec reads {list(SUPPORTED_SCHEMA_VERSIONS)})")
+    return manifest
+
+
+def _check_manifest(manifest: dict[str, Any], label: str) -> dict[str, dict[str, Any]]:
+    """Types of every manifest key; returns the validated ``files`` map."""
+    def bad(why: str) -> BundleError:
+        return BundleError(f"{label}: {MANIFEST} {why}")
+
+    for key in ("n_items", "k", "embedding_dim"):
+        v = manifest.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise bad(f"{key} must be a positive int, got {v!r}")
+    created = manifest.get("created")
+    try:
+        _parse_iso(created)
+    except (TypeError, ValueError, AttributeError):
+        raise bad(f"created {created!r} is not an ISO 8601 time with a zone") from None
+    if not isinstance(manifest.get("tvrec_version"), str):
+        raise bad("tvrec_version must be a string")
+    scale = manifest.get("embedding_scale")
+    if scale != _PER_ROW and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not np.isfinite(scale) or scale < 0):
+        raise bad(f"embedding_scale must be a number >= 0 or {_PER_ROW!r}, got {scale!r}")
+    if not isinstance(manifest.get("feature_config"), dict):
+        raise bad("feature_config must be an object")
+    model = manifest.get("model", "missing")
+    if model is not None:
+        if not isinstance(model, dict) or model.get("file") != MODEL:
+            raise bad(f"model must be null or {{'file': {MODEL!r}, 'io': ...}}")
+        why = _check_io(model.get("io"))
+        if why:
+            raise bad(f"model.io {why}")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise bad("files must be an object")
+    for name, entry in files.items():
+        if not _NAME_RE.match(name) or name == MANIFEST:
+            raise bad(f"files lists {name!r}, not a plain file name of the bundle")
+        if (not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int)
+                or isinstance(entry.get("bytes"), bool) or entry["bytes"] < 0
+                or not isinstance(entry.get("sha256"), str)
+                or not _SHA256_RE.match(entry["sha256"])):
+            raise bad(f"files entry of {name} needs 'bytes' (int) and 'sha256' (64 hex digits)")
+    required = [ITEM_IDS, ITEM_META, ITEM_DURATIONS, ITEM_RELEASE, ITEM_COLD, NEIGHBOURS,
+                WEIGHTS, POPULARITY, EMBEDDINGS]
+    if scale == _PER_ROW:
+        required.append(EMBEDDING_SCALES)
+    if model is not None:
+        required.append(MODEL)
+    for name in required:
+        if name not in files:
+            raise bad(f"files does not list {name}")
+    return files
+
+
+def _check_files(path: Path, files: dict[str, dict[str, Any]], level: str, label: str) -> None:
+    if level == "none":
+        return
+    for name, entry in files.items():
+        try:
+            st = os.stat(path / name)
+        except FileNotFoundError:
+            raise BundleError(f"{label}: {name} is missing") from None
+        except OSError as err:
+            raise BundleError(f"{label}: {name} cannot be read ({_reason(err)})") from None
+        if not os.path.isfile(path / name):
+            raise BundleError(f"{label}: {name} is not a regular file")
+        if st.st_size != entry["bytes"]:
+            raise BundleError(f"{label}: {name} has {st.st_size} bytes, the manifest says "
+                              f"{entry['bytes']} (truncated or replaced)")
+    if level == "full":
+        for name, entry in files.items():
+            try:
+                digest = _sha256_file(path / name)
+            except OSError as err:
+                raise BundleError(f"{label}: {name} cannot be read ({_reason(err)})") from None
+            if digest != entry["sha256"]:
+                raise BundleError(f"{label}: {name} sha256 mismatch (modified or damaged)")
+
+
+def _load_npy(path: Path, name: str, label: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.load(path / name, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise BundleError(f"{label}: {name} is missing") from None
+    except (OSError, ValueError, EOFError) as err:
+        raise BundleError(f"{label}: {name} is not a valid .npy array ({_reason(err)})") from None
+    ok_dtype = arr.dtype.kind == "U" if dtype == "U" else arr.dtype == np.dtype(dtype)
+    if not ok_dtype or arr.shape != shape:
+        want = "str" if dtype == "U" else np.dtype(dtype).name
+        raise BundleError(f"{label}: {name} is {arr.dtype} {list(arr.shape)}, expected "
+                          f"{want} {list(shape)} (from the manifest)")
+    return arr
+
+
+def _open(path: Path, level: str, label: str) -> Bundle:
+    if not path.is_dir():
+        raise BundleError(f"{label}: not a bundle folder (missing or not a directory)")
+    manifest = _read_manifest(path, label)
+    files = _check_manifest(manifest, label)
+    _check_files(path, files, level, label)
+
+    n, k, d = manifest["n_items"], manifest["k"], manifest["embedding_dim"]
+    try:
+        cfg = FeatureConfig.from_dict(manifest["feature_config"])
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"{label}: {MANIFEST} feature_config is invalid "
+                          f"({_reason(err)})") from None
+    fp = manifest.get("feature_fingerprint")
+    if fp is not None and fp != cfg.fingerprint():
+        raise BundleError(f"{label}: {MANIFEST} feature_fingerprint does not match "
+                          "feature_config")
+
+    ids = _load_npy(path, ITEM_IDS, label, "U", (n,))
+    durations = _load_npy(path, ITEM_DURATIONS, label, np.float32, (n,))
+    release = _load_npy(path, ITEM_RELEASE, label, np.int64, (n,))
+    cold = _load_npy(path, ITEM_COLD, label, np.bool_, (n,))
+    neighbours = _load_npy(path, NEIGHBOURS, label, np.int32, (n, k))
+    weights = _load_npy(path, WEIGHTS, label, np.float32, (n, k))
+    popularity = _load_npy(path, POPULARITY, label, np.float32, (n,))
+    embeddings = _load_npy(path, EMBEDDINGS, label, np.int8, (n, d))
+    if manifest["embedding_scale"] == _PER_ROW:
+        scale: Any = _load_npy(path, EMBEDDING_SCALES, label, np.float32, (n,))
+    else:
+        scale = float(manifest["embedding_scale"])
+
+    model_path = None
+    if manifest["model"] is not None:
+        model_path = path / MODEL
+        try:
+            with open(model_path, "rb") as fh:
+                head = fh.read(8)
+        except OSError as err:
+            raise BundleError(f"{label}: {MODEL} cannot be read ({_reason(err)})") from None
+        if head[4:8] != _TFLITE_MAGIC:
+            raise BundleError(f"{label}: {MODEL} is not a TFLite flatbuffer")
+
+    items = BundleItems(path, ids, durations, release, cold, label)
+    table = NeighbourTable(item_ids=ids, neighbours=neighbours, weights=weights,
+                           popularity=popularity)
+    return Bundle(path=path, manifest=manifest, feature_config=cfg, items=items, table=table,
+                  embeddings=embeddings, embedding_scale=scale, model_path=model_path,
+                  verified=level)
+
+
+def open_bundle(path: PathLike, *, verify: VerifyLevel = True) -> Bundle:
+    """Open a bundle folder, verified.
+
+    Parameters
+    ----------
+    path : path
+        The bundle folder (or a ``current`` link to one).
+    verify : True/"full", "sizes" or False/"none"
+        How much to check; see the module docstring. Default full (sha256 of every file).
+
+    Returns
+    -------
+    Bundle
+        With the arrays memory-mapped (nothing large is read).
+
+    Raises
+    ------
+    BundleError
+        ``"<path>: <reason naming the file>"`` for the first problem found.
+    """
+    level = _level(verify)
+    p = Path(path)
+    return _open(p.resolve() if p.exists() else p, level, str(path))
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def _archive_mode(archive: Path, write: bool) -> str:
+    name = archive.name.lower()
+    if name.endswith((".tar.gz", ".tgz")):
+        return "w:gz" if write else "r:gz"
+    if name.endswith(".tar"):
+        return "w" if write else "r:"
+    raise BundleError(f"{archive}: archive name must end in .tar, .tar.gz or .tgz")
+
+
+def pack_bundle(bundle_dir: PathLike, archive_path: PathLike) -> Path:
+    """Verify a bundle fully and write it as one ``.tar`` / ``.tar.gz`` for transfer.
+
+    Members are the flat file names (manifest first), regular files only. The archive is
+    written beside its final name and renamed when complete.
+    """
+    bundle = open_bundle(bundle_dir, verify="full")
+    archive = Path(archive_path)
+    mode = _archive_mode(archive, write=True)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.tmp-", dir=archive.parent)
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, mode) as tar:
+            for name in [MANIFEST, *sorted(bundle.manifest["files"])]:
+                src = bundle.path / name
+                info = tar.gettarinfo(str(src), arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mode = 0o644
+                with open(src, "rb") as fh:
+                    tar.addfile(info, fh)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, archive)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(err, OSError):
+            raise BundleError(f"{archive}: cannot write archive ({_reason(err)})") from None
+        raise
+    return archive
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    """Extract the flat regular files of a bundle archive into ``dest`` (fsynced)."""
+    label = str(archive)
+    mode = _archive_mode(archive, write=False)
+    seen: set[str] = set()
+    try:
+        with tarfile.open(archive, mode) as tar:
+            for member in tar:
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                if member.isdir() and name in ("", "."):
+                    continue
+                if not member.isfile():
+                    raise BundleError(f"{label}: {member.name} is not a regular file "
+                                      "(links, devices and folders are refused)")
+                if not _NAME_RE.match(name) or name in seen:
+                    raise BundleError(f"{label}: member {member.name!r} is not a plain, "
+                                      "unique bundle file name")
+                seen.add(name)
+                src = tar.extractfile(member)
+                assert src is not None
+                with open(dest / name, "wb") as out:
+                    shutil.copyfileobj(src, out, _HASH_CHUNK)
+                    out.flush()
+                    os.fsync(out.fileno())
+    except BundleError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise BundleError(f"{label}: not a readable bundle archive ({_reason(err)})") from None
+
+
+def unpack_bundle(archive_path: PathLike, out_dir: PathLike) -> Path:
+    """Extract a :func:`pack_bundle` archive to ``out_dir`` (atomically), verified fully.
+
+    Raises
+    ------
+    BundleError
+        The archive is unreadable, holds anything but flat regular files, or the bundle in it
+        fails verification (the message names the archive and the file); nothing is left under
+        ``out_dir``.
+    """
+    archive = Path(archive_path)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out}: already exists and is not an empty folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _extract(archive, tmp)
+        _open(tmp, "full", str(archive))
+        _fsync_dir(tmp)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(out.parent)
+    return out
+
+
+# --------------------------------------------------------------------------- install
+
+
+VERSIONS = "versions"
+CURRENT = "current"
+PREVIOUS = "previous"
+_STAGING_PREFIX = ".staging-"
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Serialise installs/rollbacks on one root (advisory ``flock``; no-op without fcntl)."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the box is Linux, this is for developer machines
+        yield
+        return
+    with open(root / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout, _HASH_CHUNK)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+def _stage_dir(source: Path, staging: Path) -> None:
+    """Copy the manifest and the files it lists (nothing else) from ``source``."""
+    names = [MANIFEST]
+    try:
+        manifest = json.loads((source / MANIFEST).read_bytes())
+        listed = manifest.get("files") if isinstance(manifest, dict) else None
+        if isinstance(listed, dict):
+            names += [n for n in listed if isinstance(n, str) and _NAME_RE.match(n)]
+    except (OSError, ValueError):
+        pass  # verification of the staged copy names the problem
+    for name in names:
+        src = source / name
+        if src.is_file():
+            try:
+                _copy_file(src, staging / name)
+            except OSError as err:
+                raise BundleError(f"{source}: {name} cannot be copied ({_reason(err)})") from None
+
+
+def _link_target(root: Path, name: str) -> str | None:
+    try:
+        return os.readlink(root / name)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _set_link(root: Path, name: str, target: str) -> None:
+    """Point ``root/name`` at ``target`` atomically (symlink ``name.tmp`` then rename)."""
+    tmp = root / f"{name}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, root / name)
+
+
+def _version_id(path: Path, manifest: dict[str, Any]) -> str:
+    digest = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()[:12]
+    stamp = re.sub(r"[^0-9TZ]", "", str(manifest.get("created", "")))[:16] or "undated"
+    return f"{stamp}-{digest}"
+
+
+def _gc(root: Path) -> None:
+    """Remove versions that neither link uses, and staging left by crashed installs."""
+    keep = {os.path.basename(t) for t in (_link_target(root, CURRENT),
+                                          _link_target(root, PREVIOUS)) if t}
+    versions = root / VERSIONS
+    if versions.is_dir():
+        for entry in versions.iterdir():
+            if entry.name not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
+    for entry in root.iterdir():
+        if entry.name.startswith(_STAGING_PREFIX):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def install_bundle(source_dir_or_archive: PathLike, bundles_root: PathLike) -> Path:
+    """Verify a bundle fully and make it the box's ``current`` one, atomically.
+
+    Parameters
+    ----------
+    source_dir_or_archive : path
+        A bundle folder or a :func:`pack_bundle` archive.
+    bundles_root : path
+        The box's bundle store (created if needed); see the module docstring for its layout.
+
+    Returns
+    -------
+    Path
+        The installed version folder (``bundles_root/versions/<id>``).
+
+    Raises
+    ------
+    BundleError
+        The bundle fails verification (the message names the source and the file). Nothing
+        under ``bundles_root`` changes: ``current`` and ``previous`` keep their targets.
+    """
+    source = Path(source_dir_or_archive)
+    root = Path(bundles_root)
+    label = str(source)
+    if not source.exists():
+        raise BundleError(f"{label}: not found")
+    with _locked(root):
+        for entry in root.iterdir():  # a crashed install's staging folder
+            if entry.name.startswith(_STAGING_PREFIX):
+                shutil.rmtree(entry, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
+        try:
+            if source.is_dir():
+                _stage_dir(source, staging)
+            else:
+                _extract(source, staging)
+            bundle = _open(staging, "full", label)
+            vid = _version_id(staging, bundle.manifest)
+            versions = root / VERSIONS
+            versions.mkdir(exist_ok=True)
+            dest = versions / vid
+            if dest.exists():
+                try:  # the same bundle again: keep the copy if it is intact
+                    _open(dest, "full", str(dest))
+                    shutil.rmtree(staging)
+                except BundleError:
+                    shutil.rmtree(dest)
+            if not dest.exists():
+                _fsync_dir(staging)
+                os.rename(staging, dest)
+                _fsync_dir(versions)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        target = os.path.join(VERSIONS, vid)
+        old = _link_target(root, CURRENT)
+        if old != target:
+            if old is not None:
+                _set_link(root, PREVIOUS, old)
+            _set_link(root, CURRENT, target)
+            _fsync_dir(root)
+        _gc(root)
+        return dest
+
+
+def rollback(bundles_root: PathLike) -> Path:
+    """Switch ``current`` back to ``previous`` (fully verified first); the two swap, so a second
+    rollback rolls forward again. Returns the new current version folder.
+
+    Raises
+    ------
+    BundleError
+        There is no previous bundle, or it fails verification (``current`` is not touched).
+    """
+    root = Path(bundles_root)
+    with _locked(root):
+        prev = _link_target(root, PREVIOUS)
+        if prev is None:
+            raise BundleError(f"{root}: no previous bundle to roll back to")
+        _open((root / prev).resolve(), "full", str(root / PREVIOUS))
+        cur = _link_target(root, CURRENT)
+        _set_link(root, CURRENT, prev)
+        if cur is not None:
+            _set_link(root, PREVIOUS, cur)
+        _fsync_dir(root)
+        return (root / prev).resolve()
+
+
+def current_bundle(bundles_root: PathLike, *, verify: VerifyLevel = True) -> Bundle:
+    """Open the bundle ``bundles_root/current`` points at (what the box runs)."""
+    root = Path(bundles_root)
+    if _link_target(root, CURRENT) is None:
+        raise BundleError(f"{root}: no bundle installed (no '{CURRENT}' link)")
+    return open_bundle(root / CURRENT, verify=verify)
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+_SYNTH_GENRES = ("drama", "comedy", "crime", "documentary", "news", "sport", "kids", "sci-fi",
+                 "romance", "thriller", "music", "nature")
+
+
+def synth_bundle(
+    out_dir: PathLike,
+    n_items: int,
+    *,
+    k: int = 64,
+    dim: int = 32,
+    seed: int = 0,
+    model_bytes: bytes | None = None,
+    model_io: Mapping[str, Any] | None = None,
+    feature_config: FeatureConfig | None = None,
+    template: PathLike | None = None,
+    cold_fraction: float = 0.05,
+) -> Path:
+    """Write a synthetic but plausible bundle of ``n_items`` items (scale tests, benchmarks).
+
+    * Popularity is power-law (Zipf-like, exponent 0.9) over a random order of the warm items;
+      the last ``cold_fraction`` items in release order are cold: popularity 0, no neighbour
+      row, and no warm item points to them (exactly what co-watch data gives).
+    * Each warm row gets up to ``k`` distinct neighbours, half drawn from the same primary
+      genre, half by popularity (co-watch favours popular items); duplicates and self-links are
+      dropped, so some rows are padded with -1. Weights are positive, decreasing along the row.
+    * Embeddings are unit vectors near their genre's centroid, quantised to int8 with a per-row
+      scale (``max|x| / 127``).
+
+    The content model comes from ``model_bytes`` (with ``model_io``; computed with
+    :func:`device.runtime.describe_io` if omitted), else from ``template`` (an existing bundle
+    whose ``content_model.tflite``, model io and feature config are copied), else the bundle has
+    no model (``manifest.model`` null). Deterministic in ``seed`` except ``created``.
+    """
+    out = Path(out_dir)
+    if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
+        raise BundleError(f"{out}: n_items must be a positive int, got {n_items!r}")
+    if k < 1 or dim < 1:
+        raise BundleError(f"{out}: k and dim must be >= 1")
+    if template is not None and model_bytes is None:
+        tb = open_bundle(template, verify="full")
+        if tb.model_path is None:
+            raise BundleError(f"{template}: template bundle has no content model")
+        model_bytes = tb.model_path.read_bytes()
+        model_io = tb.model_io
+        feature_config = feature_config or tb.feature_config
+    if model_bytes is not None and model_io is None:
+        from device.runtime import describe_io
+
+        model_io = describe_io(model_bytes)
+
+    rng = np.random.default_rng(seed)
+    n = n_items
+    n_cold = min(int(round(cold_fraction * n)), n - 1)
+    n_warm = n - n_cold
+    width = len(str(n - 1))
+    ids = [f"syn{i:0{width}d}" for i in range(n)]
+    n_genres = len(_SYNTH_GENRES)
+    genre = rng.integers(0, n_genres, n)
+    second = rng.integers(0, n_genres, n)
+    has_second = (rng.random(n) < 0.4) & (second != genre)
+    genres = [[_SYNTH_GENRES[g]] + ([_SYNTH_GENRES[s]] if h else [])
+              for g, s, h in zip(genre.tolist(), second.tolist(), has_second.tolist())]
+    titles = [f"Synthetic {_SYNTH_GENRES[g]} {i}" for i, g in enumerate(genre.tolist())]
+    minutes = rng.choice(np.array([22, 26, 45, 50, 60, 95, 110, 130], dtype=np.float32), n)
+    cold = np.zeros(n, dtype=bool)
+    cold[n_warm:] = True
+
+    popularity = np.zeros(n, dtype=np.float32)
+    rank = rng.permutation(n_warm)
+    popularity[:n_warm] = (1000.0 / (1.0 + rank) ** 0.9).astype(np.float32)
+
+    neighbours = np.full((n, k), PAD, dtype=np.int32)
+    weights = np.zeros((n, k), dtype=np.float32)
+    if n_warm > 1:
+        m = max(2, k + k // 2)
+        half = m // 2
+        cand = np.empty((n_warm, m), dtype=np.int64)
+        wg = genre[:n_warm]
+        order = np.argsort(wg, kind="stable")
+        counts = np.bincount(wg, minlength=n_genres)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        offs = (rng.random((n_warm, half)) * counts[wg][:, None]).astype(np.int64)
+        cand[:, :half] = order[starts[wg][:, None] + offs]
+        p = popularity[:n_warm].astype(np.float64)
+        cand[:, half:] = rng.choice(n_warm, size=(n_warm, m - half), p=p / p.sum())
+        sentinel = n  # sorts after every real row
+        cand[cand == np.arange(n_warm)[:, None]] = sentinel
+        cand.sort(axis=1)
+        dup = np.zeros_like(cand, dtype=bool)
+        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        cand[dup] = sentinel
+        # Random order among the distinct candidates, then keep the first k.
+        keys = np.where(cand == sentinel, 2.0, rng.random(cand.shape))
+        pick = np.argsort(keys, axis=1)[:, :min(k, m)]
+        chosen = np.take_along_axis(cand, pick, axis=1)
+        kk = chosen.shape[1]
+        w = np.sort(rng.random((n_warm, kk)).astype(np.float32) ** 2, axis=1)[:, ::-1] * 0.5
+        same = genre[np.minimum(chosen, n - 1)] == wg[:, None]
+        w = np.where(same, w * 1.5, w)
+        valid = chosen != sentinel
+        w = np.where(valid, w + 0.01, 0.0).astype(np.float32)
+        by_w = np.argsort(-w, axis=1, kind="stable")
+        chosen = np.take_along_axis(chosen, by_w, axis=1)
+        w = np.take_along_axis(w, by_w, axis=1)
+        neighbours[:n_warm, :kk] = np.where(chosen == sentinel, PAD, chosen).astype(np.int32)
+        weights[:n_warm, :kk] = w
+
+    centroids = rng.standard_normal((n_genres, dim)).astype(np.float32)
+    x = centroids[genre] + rng.standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    scale = np.abs(x).max(axis=1) / 127.0
+    q = np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8)
+
+    return write_bundle(
+        out,
+        items={"ids": ids, "titles": titles, "genres": genres, "durations": minutes * 60.0,
+               "release": np.arange(n, dtype=np.int64), "cold": cold},
+        neighbours=neighbours, weights=weights, popularity=popularity,
+        item_embeddings_int8=q, embedding_scale=scale.astype(np.float32),
+        model_bytes=model_bytes, feature_config=feature_config or FeatureConfig(),
+        model_io=model_io,
+        extra={"synthetic": {"seed": seed, "n_items": n, "k": k, "dim": dim,
+                             "cold_fraction": cold_fraction}},
+    )

@@ -1,0 +1,685 @@
+"""The CNN/LSTM fusion content model: media -> a D-dim embedding that predicts co-watching.
+
+A new programme has no viewing logs, so item-item CF (``models/cowatch.py``) cannot recommend
+it. This model looks at what the box can always compute for a programme -- ``F`` keyframes and a
+log-mel window, through the one preprocessing path (:mod:`device.media`, :mod:`device.features`)
+-- and maps it into the space of the items' *collaborative* representations (see
+:func:`cf_targets`), so that a cold item lands near the warm items the same people watch.
+
+Architecture (fixed input shapes, builtin ops only, so that a concrete function with a fixed
+batch converts to TFLite with the fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` and no Flex ops)::
+
+    frames [B, F, S, S, 3] float32 in [-1, 1]   (device.features.normalize_frames)
+      -> reshape to [B*F, S, S, 3]              (frames folded into the batch; no TimeDistributed)
+      -> conv 3x3/2 + 4 depthwise-separable blocks (DepthwiseConv2D + BN + ReLU, 1x1 Conv2D + BN
+         + ReLU), global average pooling           -> [B*F, C]
+      -> reshape to [B, F, C], mean over frames    -> [B, C]
+    logmel [B, T, M] float32                     (device.features.normalize_logmel)
+      -> average 4 frames per step, LSTM(units), last state -> [B, units]
+    concat -> Dense + ReLU -> Dropout -> Dense(D) -> L2 normalise -> embedding [B, D]
+
+Why these choices:
+
+* Inputs are the *normalised* features (floats), not uint8: the box calls the same two numpy
+  functions of :mod:`device.features` that training calls, so there is one normalisation, and the
+  model's first op is a conv whose int8 input range (scale 1/127.5, symmetric) loses nothing.
+* Folding frames into the batch keeps every conv an ordinary ``Conv2D``/``DepthwiseConv2D`` that
+  TFMOT can annotate (``quantize_model`` rejects ``TimeDistributed``); the reshapes are
+  ``tf.reshape`` ops (Keras ``TFOpLambda`` layers), not custom layers.
+* Depthwise-separable convs: ~30k parameters and ~5 MMAC per 96x96 frame, a few ms per clip on a
+  box. BatchNorm folds into the convs at conversion.
+* The LSTM is a plain ``keras.layers.LSTM`` (stateless, unroll=False, no masking: every clip has
+  exactly ``T`` frames), which the converter fuses.
+* The embedding is L2-normalised: training regresses it onto unit-norm CF targets by cosine, and
+  the box ranks by dot products.
+
+An auxiliary genre head (softmax over genres, trained against the item's genre mixture) sits on
+the embedding in the *training* model only; :func:`build_fusion_model` returns the embedder that
+is exported, :func:`build_training_model` wraps it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from device.features import FeatureConfig, normalize_frames, normalize_logmel  # noqa: E402
+
+#: Default embedding size (what the box stores per item).
+DEFAULT_DIM = 32
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Architecture hyperparameters; recorded in ``model/config.json`` next to the weights.
+
+    Attributes
+    ----------
+    dim : int
+        Embedding size D.
+    stem : int
+        Channels of the first (full) 3x3/2 conv.
+    blocks : tuple of (channels, stride)
+        Depthwise-separable blocks of the video tower.
+    lstm_units : int
+        Units of the audio LSTM.
+    audio_pool : int
+        Log-mel frames averaged into one LSTM step (4: 128 frames of 32 ms -> 32 steps of
+        128 ms). The integer LSTM kernel costs ~10x the float one per step on x86 (it runs
+        int16 gate arithmetic outside XNNPACK; ``export/parity.py`` measures it), so fewer,
+        coarser steps are what makes the int8 model affordable; 128 ms still resolves beats
+        and syllables.
+    hidden : int
+        Width of the fusion dense layer.
+    dropout : float
+        Dropout before the embedding layer (training only).
+    n_genres : int
+        Size of the auxiliary genre head (0: no head).
+    """
+
+    dim: int = DEFAULT_DIM
+    stem: int = 16
+    blocks: tuple = ((32, 2), (64, 2), (96, 2), (128, 2))
+    lstm_units: int = 48
+    audio_pool: int = 4
+    hidden: int = 128
+    dropout: float = 0.2
+    n_genres: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["blocks"] = [list(b) for b in self.blocks]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FusionConfig:
+        d = dict(d)
+        if "blocks" in d:
+            d["blocks"] = tuple(tuple(int(v) for v in b) for b in d["blocks"])
+        return cls(**d)
+
+
+def _keras():
+    import tf_keras as keras
+
+    return keras
+
+
+def build_fusion_model(cfg: FeatureConfig | None = None, fcfg: FusionConfig | None = None,
+                       *, batch_size: int | None = None):
+    """The embedder: ``{"frames": [B,F,S,S,3], "logmel": [B,T,M]} -> embedding [B, D]``.
+
+    Parameters
+    ----------
+    cfg : FeatureConfig
+        Fixes F, S, T and M.
+    fcfg : FusionConfig
+        Architecture.
+    batch_size : int, optional
+        Fix the batch dimension (export uses 1); None leaves it dynamic (training).
+
+    Returns
+    -------
+    tf_keras.Model
+        Layers are named ``video_*``, ``audio_*`` and ``fusion_*`` (see :func:`branch_params`).
+    """
+    import tensorflow as tf
+
+    keras = _keras()
+    L = keras.layers
+    cfg = cfg or FeatureConfig()
+    fcfg = fcfg or FusionConfig()
+    F, S, T, M = cfg.frames, cfg.size, cfg.n_frames, cfg.n_mels
+
+    frames = keras.Input((F, S, S, 3), batch_size=batch_size, name="frames", dtype="float32")
+    logmel = keras.Input((T, M), batch_size=batch_size, name="logmel", dtype="float32")
+
+    # ---- video: frames folded into the batch, one conv tower for all of them
+    x = tf.reshape(frames, (-1, S, S, 3), name="video_fold")
+    x = L.Conv2D(fcfg.stem, 3, strides=2, padding="same", use_bias=False, name="video_stem")(x)
+    x = L.BatchNormalization(name="video_stem_bn")(x)
+    x = L.ReLU(name="video_stem_relu")(x)
+    for k, (ch, stride) in enumerate(fcfg.blocks):
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"video_dw{k}")(x)
+        x = L.BatchNormalization(name=f"video_dw{k}_bn")(x)
+        x = L.ReLU(name=f"video_dw{k}_relu")(x)
+        x = L.Conv2D(ch, 1, use_bias=False, name=f"video_pw{k}")(x)
+        x = L.BatchNormalization(name=f"video_pw{k}_bn")(x)
+        x = L.ReLU(name=f"video_pw{k}_relu")(x)
+    x = L.GlobalAveragePooling2D(name="video_gap")(x)  # [B*F, C]
+    x = tf.reshape(x, (-1, F, fcfg.blocks[-1][0]), name="video_unfold")  # [B, F, C]
+    video = L.GlobalAveragePooling1D(name="video_frame_mean")(x)  # mean over frames
+
+    # ---- audio: one LSTM over the normalised log-mel, last state
+    a = logmel
+    if fcfg.audio_pool > 1:
+        a = L.AveragePooling1D(fcfg.audio_pool, name="audio_pool")(a)
+    audio = L.LSTM(fcfg.lstm_units, name="audio_lstm")(a)
+
+    # ---- fusion
+    h = L.Concatenate(name="fusion_concat")([video, audio])
+    h = L.Dense(fcfg.hidden, activation="relu", name="fusion_dense")(h)
+    h = L.Dropout(fcfg.dropout, name="fusion_dropout")(h)
+    e = L.Dense(fcfg.dim, name="fusion_embed")(h)
+    e = L.UnitNormalization(axis=-1, name="embedding")(e)
+    return keras.Model({"frames": frames, "logmel": logmel}, e, name="fusion")
+
+
+def build_training_model(embedder, n_genres: int):
+    """Wrap the embedder with the auxiliary genre head: outputs ``(embedding, genre_logits)``."""
+    keras = _keras()
+    e = embedder.outputs[0]
+    outputs = [e]
+    if n_genres > 0:
+        outputs.append(keras.layers.Dense(n_genres, name="genre_head")(e))
+    return keras.Model(embedder.inputs, outputs, name="fusion_train")
+
+
+def branch_params(model) -> dict[str, int]:
+    """Parameter counts per branch (by layer-name prefix), plus the total."""
+    out = {"video": 0, "audio": 0, "fusion": 0, "other": 0}
+    for layer in model.layers:
+        n = int(sum(np.prod(w.shape) for w in layer.weights))
+        prefix = layer.name.split("_")[0]
+        key = prefix if prefix in out else ("fusion" if layer.name == "embedding" else "other")
+        out[key] += n
+    out["total"] = int(sum(v for k, v in out.items()))
+    return out
+
+
+def model_inputs(frames: np.ndarray, logmel: np.ndarray, cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    """Stored features ``(uint8 [N,F,S,S,3], float32 [N,T,M])`` -> the model's input dict.
+
+    The same two :mod:`device.features` functions the box calls; log-mel is standardised per clip.
+    """
+    f = normalize_frames(frames)
+    lm = np.stack([normalize_logmel(x, cfg) for x in np.asarray(logmel)]) if len(logmel) else \
+        np.zeros((0, cfg.n_frames, cfg.n_mels), np.float32)
+    return {"frames": f, "logmel": lm}
+
+
+def embed(model, frames: np.ndarray, logmel: np.ndarray, cfg: FeatureConfig,
+          batch_size: int = 32) -> np.ndarray:
+    """Embeddings ``float32 [N, D]`` of stored features, in inference mode, batch by batch."""
+    out = []
+    for lo in range(0, len(frames), batch_size):
+        x = model_inputs(frames[lo : lo + batch_size], logmel[lo : lo + batch_size], cfg)
+        out.append(np.asarray(model(x, training=False)))
+    if not out:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+@dataclass
+class SavedModelInfo:
+    """What ``model/config.json`` records."""
+
+    feature_config: dict
+    fusion_config: dict
+    inputs: dict = field(default_factory=dict)
+    output: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    weights: str = "weights.h5"
+    keras_model: str = "embedder.h5"
+
+
+def save_model(model, model_dir: str | os.PathLike, cfg: FeatureConfig, fcfg: FusionConfig) -> Path:
+    """Write the embedder to ``model_dir``: weights, a full Keras H5 model and ``config.json``.
+
+    ``config.json`` holds the FeatureConfig (its ``to_dict()`` and fingerprint), the
+    architecture, the input/output shapes and dtypes, and the parameter counts per branch.
+    :func:`load_model` rebuilds the architecture from it and loads the weights (no
+    deserialisation of Python code).
+    """
+    d = Path(model_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    model.save_weights(str(d / "weights.h5"))
+    model.save(str(d / "embedder.h5"), include_optimizer=False)
+    info = {
+        "format": "tvrec-fusion/1",
+        "feature_config": cfg.to_dict(),
+        "feature_fingerprint": cfg.fingerprint(),
+        "fusion_config": fcfg.to_dict(),
+        "dim": fcfg.dim,
+        "inputs": {
+            "frames": {"shape": [None, cfg.frames, cfg.size, cfg.size, 3], "dtype": "float32",
+                       "preprocess": "device.features.normalize_frames (uint8 -> [-1, 1])"},
+            "logmel": {"shape": [None, cfg.n_frames, cfg.n_mels], "dtype": "float32",
+                       "preprocess": "device.features.normalize_logmel (per clip)"},
+        },
+        "output": {"name": "embedding", "shape": [None, fcfg.dim], "dtype": "float32",
+                   "l2_normalised": True},
+        "params": branch_params(model),
+        "weights": "weights.h5",
+        "keras_model": "embedder.h5",
+    }
+    tmp = d / "config.json.tmp"
+    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, d / "config.json")
+    return d
+
+
+def load_model(model_dir: str | os.PathLike, *, batch_size: int | None = None):
+    """Rebuild the embedder from ``model_dir/config.json`` and load its weights.
+
+    Returns
+    -------
+    (model, FeatureConfig, FusionConfig)
+    """
+    from device.errors import DataFormatError
+
+    d = Path(model_dir)
+    try:
+        info = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataFormatError(f"{d / 'config.json'}: no model config (not a trained model folder)") from None
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{d / 'config.json'}:{err.lineno}: not valid JSON ({err.msg})") from None
+    cfg = FeatureConfig.from_dict(info["feature_config"])
+    fcfg = FusionConfig.from_dict(info["fusion_config"])
+    model = build_fusion_model(cfg, fcfg, batch_size=batch_size)
+    model.load_weights(str(d / info.get("weights", "weights.h5")))
+    return model, cfg, fcfg
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of :func:`fit_fusion` (recorded in the report).
+
+    The loss is ``cosine + nce_weight * InfoNCE + genre_weight * genre`` where *cosine* is
+    ``1 - cos(embedding, target)``, *InfoNCE* the in-batch contrastive loss (each clip must pick
+    its own target among the batch's, temperature ``temperature``) and *genre* the softmax
+    cross-entropy of the genre head against the item's genre mixture.
+    """
+
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    nce_weight: float = 0.5
+    genre_weight: float = 0.3
+    temperature: float = 0.1
+    patience: int = 8
+    val_fraction: float = 0.15
+    flip: bool = True
+    threads: int = 2
+
+
+def configure_tensorflow(seed: int, threads: int = 2) -> None:
+    """Seed Python/numpy/TF, make ops deterministic, cap TF at ``threads`` threads."""
+    import tensorflow as tf
+
+    keras = _keras()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TF already initialised in this process (e.g. a second run): keep its pools
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+
+
+def fit_fusion(
+    frames: np.ndarray,
+    logmel: np.ndarray,
+    targets: np.ndarray,
+    genre_mix: np.ndarray | None,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: FeatureConfig,
+    fcfg: FusionConfig,
+    tcfg: TrainConfig = TrainConfig(),
+    *,
+    seed: int = 0,
+    progress: bool = True,
+):
+    """Train the embedder to predict ``targets`` from the clips; early stopping on ``val_idx``.
+
+    Parameters
+    ----------
+    frames : uint8 [N, F, S, S, 3]
+    logmel : float32 [N, T, M]
+        Raw log-mel (normalised per clip here, as on the box).
+    targets : float32 [N, D]
+        Unit-norm CF targets (rows outside ``train_idx``/``val_idx`` are ignored).
+    genre_mix : float32 [N, G], optional
+        Genre mixtures for the auxiliary head (None or ``tcfg.genre_weight == 0``: no head).
+    train_idx, val_idx : int arrays
+        Rows to train on and to stop early on.
+    seed : int
+        Everything random (init, shuffling, flips, dropout) follows from it; with op
+        determinism two runs give the same weights.
+
+    Returns
+    -------
+    model : tf_keras.Model
+        The embedder, with the weights of the best validation epoch.
+    history : dict
+        Per-epoch lists: ``loss``, ``cosine_loss``, ``nce_loss``, ``genre_loss`` (train) and
+        ``val_cosine`` (mean cosine of validation embeddings to their targets); ``best_epoch``
+        (1-based), ``epochs_run``, ``seconds``.
+    """
+    import time
+
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    keras = _keras()
+    configure_tensorflow(seed, tcfg.threads)
+    rng = np.random.default_rng(seed)
+    use_genre = genre_mix is not None and tcfg.genre_weight > 0
+    fcfg = dataclasses.replace(fcfg, n_genres=int(genre_mix.shape[1]) if use_genre else 0)
+    embedder = build_fusion_model(cfg, fcfg)
+    train_model = build_training_model(embedder, fcfg.n_genres)
+
+    lm_norm = np.stack([normalize_logmel(x, cfg) for x in logmel]).astype(np.float32)
+    tgt = np.asarray(targets, dtype=np.float32)
+    mix = np.asarray(genre_mix, dtype=np.float32) if use_genre else np.zeros((len(tgt), 1), np.float32)
+    steps = max(1, len(train_idx) // tcfg.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(tcfg.learning_rate, decay_steps=steps * tcfg.epochs,
+                                                      alpha=0.05)
+    opt = keras.optimizers.Adam(schedule)
+    tau = tf.constant(tcfg.temperature, tf.float32)
+    w_nce = tf.constant(tcfg.nce_weight, tf.float32)
+    w_genre = tf.constant(tcfg.genre_weight if use_genre else 0.0, tf.float32)
+    wd = tf.constant(tcfg.weight_decay, tf.float32)
+    decay_vars = [v for v in train_model.trainable_variables if "kernel" in v.name]
+
+    F, S, T, M = cfg.frames, cfg.size, cfg.n_frames, cfg.n_mels
+    spec = (
+        tf.TensorSpec([None, F, S, S, 3], tf.float32), tf.TensorSpec([None, T, M], tf.float32),
+        tf.TensorSpec([None, fcfg.dim], tf.float32), tf.TensorSpec([None, mix.shape[1]], tf.float32),
+    )
+
+    @tf.function(input_signature=spec)
+    def train_step(fr, lm, y, g):
+        with tf.GradientTape() as tape:
+            outs = train_model({"frames": fr, "logmel": lm}, training=True)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            e = outs[0]
+            cos = tf.reduce_sum(e * y, axis=-1)
+            l_cos = tf.reduce_mean(1.0 - cos)
+            logits = tf.matmul(e, y, transpose_b=True) / tau
+            labels = tf.range(tf.shape(e)[0])
+            l_nce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            if len(outs) > 1:
+                l_genre = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=g, logits=outs[1]))
+            else:
+                l_genre = tf.constant(0.0)
+            l_wd = tf.add_n([tf.reduce_sum(tf.square(v)) for v in decay_vars])
+            loss = l_cos + w_nce * l_nce + w_genre * l_genre + wd * l_wd
+        grads = tape.gradient(loss, train_model.trainable_variables)
+        opt.apply_gradients(zip(grads, train_model.trainable_variables))
+        return loss, l_cos, l_nce, l_genre
+
+    def batch(idx, augment):
+        fr = frames[idx]
+        if augment and tcfg.flip:
+            flip = rng.random(len(idx)) < 0.5
+            fr = np.where(flip[:, None, None, None, None], fr[:, :, :, ::-1], fr)
+        return normalize_frames(fr), lm_norm[idx]
+
+    def val_cosine() -> float:
+        if len(val_idx) == 0:
+            return float("nan")
+        out = []
+        for lo in range(0, len(val_idx), 64):
+            idx = val_idx[lo : lo + 64]
+            fr, lm = batch(idx, False)
+            out.append(np.asarray(embedder({"frames": fr, "logmel": lm}, training=False)))
+        e = np.concatenate(out)
+        return float(np.mean(np.sum(e * tgt[val_idx], axis=1)))
+
+    hist: dict[str, Any] = {k: [] for k in ("loss", "cosine_loss", "nce_loss", "genre_loss", "val_cosine")}
+    best, best_epoch, best_weights, stale = -np.inf, 0, embedder.get_weights(), 0
+    t0 = time.perf_counter()
+    for epoch in range(1, tcfg.epochs + 1):
+        order = rng.permutation(train_idx)
+        sums = np.zeros(4)
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{tcfg.epochs}", unit="batch", leave=False,
+                   disable=not progress, dynamic_ncols=True)
+        for s in bar:
+            idx = np.sort(order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size])
+            fr, lm = batch(idx, True)
+            vals = train_step(fr, lm, tgt[idx], mix[idx])
+            sums += [float(v) for v in vals]
+            bar.set_postfix(loss=f"{sums[0] / (s + 1):.3f}")
+        bar.close()
+        for key, v in zip(("loss", "cosine_loss", "nce_loss", "genre_loss"), sums / steps):
+            hist[key].append(float(v))
+        vc = val_cosine()
+        hist["val_cosine"].append(vc)
+        if progress:
+            tqdm.write(f"epoch {epoch:3d}  loss {hist['loss'][-1]:.4f}  cos {hist['cosine_loss'][-1]:.4f}  "
+                       f"nce {hist['nce_loss'][-1]:.3f}  genre {hist['genre_loss'][-1]:.3f}  val_cos {vc:.4f}")
+        if vc > best or not np.isfinite(best):
+            best, best_epoch, best_weights, stale = vc, epoch, embedder.get_weights(), 0
+        else:
+            stale += 1
+            if stale >= tcfg.patience:
+                break
+    embedder.set_weights(best_weights)
+    hist.update(best_epoch=best_epoch, epochs_run=len(hist["loss"]), best_val_cosine=float(best),
+                seconds=time.perf_counter() - t0)
+    return embedder, hist
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def split_warm(warm_idx: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of warm item rows into (train, validation), both sorted."""
+    rng = np.random.default_rng([seed, 15])
+    perm = rng.permutation(warm_idx)
+    n_val = int(round(val_fraction * len(perm)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def train_catalog(
+    catalog_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    dim: int = DEFAULT_DIM,
+    cfg: FeatureConfig | None = None,
+    fcfg: FusionConfig | None = None,
+    tcfg: TrainConfig | None = None,
+    target_method: str = "svd",
+    workers: int | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Features -> CF targets -> training -> embeddings of every item -> evaluation -> files.
+
+    Writes to ``out_dir``::
+
+        model/                 weights.h5, embedder.h5, config.json (see :func:`save_model`)
+        item_embeddings.npy    float32 [n_items, D], catalog order
+        item_ids.json          the ids of those rows
+        cf_targets.npy         float32 [n_warm, D]; ids in cf_target_ids.json
+        report.json            cold-start and hybrid metrics, params, timings, history
+        training_curves.png, embeddings_pca.png
+
+    Returns
+    -------
+    dict
+        The report (also in ``report.json``).
+    """
+    import time
+
+    from models.catalog import load_catalog
+    from models.coldstart import cf_targets, evaluate_cold_start, evaluate_hybrid, interaction_matrix
+    from models.cowatch import default_model
+    from models.feature_cache import load_or_build_features
+
+    t_start = time.perf_counter()
+    cfg = cfg or FeatureConfig()
+    fcfg = dataclasses.replace(fcfg or FusionConfig(), dim=dim)
+    tcfg = tcfg or TrainConfig()
+    if epochs is not None:
+        tcfg = dataclasses.replace(tcfg, epochs=int(epochs))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    cat = load_catalog(catalog_dir)
+    cache_stats: dict[str, Any] = {}
+    ids, frames, logmel = load_or_build_features(catalog_dir, cfg, workers=workers, progress=progress,
+                                                 stats=cache_stats)
+    if ids.tolist() != cat.item_ids.tolist():  # the manifest changed between the two reads
+        from device.errors import DataFormatError
+
+        raise DataFormatError(f"{catalog_dir}: catalog changed while its features were loaded; run again")
+
+    # ---- CF targets of the warm items (training logs only)
+    X = interaction_matrix(cat)
+    warm = np.flatnonzero(~cat.cold)
+    Xw = X[:, warm]
+    t_targets = time.perf_counter()
+    warm_targets, tinfo = cf_targets(Xw, fcfg.dim, target_method, seed=seed)
+    cf_model = default_model(len(warm)).fit(Xw)  # the warm CF, for the hybrid comparison
+    targets = np.zeros((cat.n_items, fcfg.dim), np.float32)
+    targets[warm] = warm_targets
+    has_signal = np.linalg.norm(targets, axis=1) > 0.5
+    trainable = warm[has_signal[warm]]
+    train_idx, val_idx = split_warm(trainable, tcfg.val_fraction, seed)
+    target_seconds = time.perf_counter() - t_targets
+
+    # ---- training
+    model, hist = fit_fusion(frames, logmel, targets, cat.genre_matrix, train_idx, val_idx, cfg, fcfg, tcfg,
+                             seed=seed, progress=progress)
+    fcfg_saved = dataclasses.replace(fcfg, n_genres=0)  # the exported embedder has no genre head
+    emb = embed(model, frames, logmel, cfg)
+
+    # ---- evaluation (future logs; never seen by training)
+    cold = evaluate_cold_start(cat, emb, targets, X, seed=seed)
+    hybrid = evaluate_hybrid(cat, cf_model.similarity, emb, targets, X)
+    val_cos = float(np.mean(np.sum(emb[val_idx] * targets[val_idx], axis=1))) if len(val_idx) else None
+    tr_cos = float(np.mean(np.sum(emb[train_idx] * targets[train_idx], axis=1)))
+
+    # ---- files
+    save_model(model, out / "model", cfg, fcfg_saved)
+    np.save(out / "item_embeddings.npy", emb)
+    (out / "item_ids.json").write_text(json.dumps(cat.item_ids.tolist()) + "\n", encoding="utf-8")
+    np.save(out / "cf_targets.npy", warm_targets)
+    (out / "cf_target_ids.json").write_text(json.dumps(cat.item_ids[warm].tolist()) + "\n", encoding="utf-8")
+
+    ratio = cold["ndcg@20"] / cold["popularity_ndcg@20"] if cold["popularity_ndcg@20"] > 0 else None
+    report: dict[str, Any] = {
+        "catalog": os.path.abspath(os.fspath(catalog_dir)),
+        "seed": seed,
+        "cold_start": cold,
+        "hybrid": hybrid,
+        "summary": {
+            "content_vs_popularity_ndcg": ratio,
+            "content_minus_genre_ndcg": cold["ndcg@20"] - cold["genre_ndcg@20"],
+            "meets_2x_popularity": bool(ratio is not None and ratio >= 2.0),
+            "beats_genre": bool(cold["ndcg@20"] > cold["genre_ndcg@20"]),
+        },
+        "embedding": {"train_cosine": tr_cos, "val_cosine": val_cos, "train_items": int(len(train_idx)),
+                      "val_items": int(len(val_idx)), "dim": fcfg.dim},
+        "targets": {"method": target_method, "spectrum": tinfo.get("spectrum"),
+                    "cf_model": type(cf_model).__name__,
+                    "cf_lambda": getattr(cf_model, "lambda_used_", None)},
+        "params": branch_params(model),
+        "train_seconds": hist["seconds"],
+        "target_seconds": target_seconds,
+        "feature_cache": {k: v for k, v in cache_stats.items() if k != "flags"},
+        "media_flags": cache_stats.get("flags", {}),
+        "history": {k: v for k, v in hist.items() if k != "seconds"},
+        "feature_config": cfg.to_dict(),
+        "fusion_config": fcfg_saved.to_dict(),
+        "train_config": dataclasses.asdict(tcfg),
+    }
+    if plots:
+        plot_history(hist, out / "training_curves.png")
+        plot_embeddings(emb, cat, out / "embeddings_pca.png")
+        report["plots"] = ["training_curves.png", "embeddings_pca.png"]
+    report["total_seconds"] = time.perf_counter() - t_start
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "report.json")
+    return report
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_history(hist: dict[str, Any], path: str | os.PathLike) -> None:
+    """Training losses and validation cosine per epoch (best epoch marked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = np.arange(1, len(hist["loss"]) + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key in ("loss", "cosine_loss", "nce_loss", "genre_loss"):
+        a.plot(ep, hist[key], label=key)
+    a.set_xlabel("epoch")
+    a.set_title("training losses")
+    a.legend(fontsize=8)
+    b.plot(ep, hist["val_cosine"], color="C3", label="validation (held-out warm items)")
+    if hist.get("best_epoch"):
+        b.axvline(hist["best_epoch"], color="grey", ls="--", lw=1, label=f"best epoch {hist['best_epoch']}")
+    b.set_xlabel("epoch")
+    b.set_title("mean cosine(embedding, CF target)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_embeddings(emb: np.ndarray, cat, path: str | os.PathLike) -> None:
+    """2-D PCA of the item embeddings, coloured by primary genre; cold items as crosses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.synth_media import GENRE_COLORS
+
+    Z = emb - emb.mean(0)
+    _, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    P = Z @ Vt[:2].T
+    var = s[:2] ** 2 / max(float((s**2).sum()), 1e-12)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for g, name in enumerate(cat.genres):
+        col = np.asarray(GENRE_COLORS.get(name, (128, 128, 128))) / 255.0
+        for is_cold, marker in ((False, "o"), (True, "x")):
+            m = (cat.primary == g) & (cat.cold == is_cold)
+            if m.any():
+                ax.scatter(P[m, 0], P[m, 1], s=14, color=col, marker=marker, alpha=0.8,
+                           label=name if not is_cold else None)
+    ax.set_xlabel(f"PC1 ({var[0]:.0%})")
+    ax.set_ylabel(f"PC2 ({var[1]:.0%})")
+    ax.set_title("content embeddings (o warm, x cold), by primary genre")
+    ax.legend(fontsize=8, markerscale=1.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

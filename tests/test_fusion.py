@@ -1,0 +1,74 @@
+"""The fusion content model: convertible architecture, unit embeddings, repeatable training."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from device.features import FeatureConfig  # noqa: E402
+from models.fusion import FusionConfig, TrainConfig, branch_params, build_fusion_model, fit_fusion  # noqa: E402
+
+CFG = FeatureConfig()
+
+
+def test_architecture_shapes_and_budget():
+    model = build_fusion_model(CFG)
+    assert [tuple(t.shape) for t in model.inputs] == [
+        (None, CFG.frames, CFG.size, CFG.size, 3), (None, CFG.n_frames, CFG.n_mels)]
+    assert tuple(model.output.shape) == (None, FusionConfig().dim)
+    assert not any(type(l).__name__ == "TimeDistributed" for l in model.layers)
+    params = branch_params(model)
+    assert params["video"] <= 100_000, params
+    assert {type(l).__name__ for l in model.layers} >= {"DepthwiseConv2D", "LSTM"}
+    rng = np.random.default_rng(0)
+    x = {"frames": rng.uniform(-1, 1, (3, CFG.frames, CFG.size, CFG.size, 3)).astype(np.float32),
+         "logmel": rng.normal(size=(3, CFG.n_frames, CFG.n_mels)).astype(np.float32)}
+    e = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+
+
+def test_training_is_repeatable_and_learns():
+    """Two runs with one seed give the same weights; training moves embeddings to targets."""
+    rng = np.random.default_rng(1)
+    n = 24
+    frames = rng.integers(0, 256, (n, CFG.frames, CFG.size, CFG.size, 3), dtype=np.uint8)
+    logmel = rng.normal(-6, 2, (n, CFG.n_frames, CFG.n_mels)).astype(np.float32)
+    # Targets that content can predict: a function of each clip's mean colour.
+    colour = frames.reshape(n, -1, 3).mean(1) / 255.0
+    targets = np.concatenate([colour, 1 - colour, np.zeros((n, 26))], axis=1).astype(np.float32)
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    tcfg = TrainConfig(epochs=2, batch_size=8, patience=5, genre_weight=0.0)
+    train, val = np.arange(16), np.arange(16, 24)
+    runs = []
+    for _ in range(2):
+        model, hist = fit_fusion(frames, logmel, targets, None, train, val, CFG, FusionConfig(),
+                                 tcfg, seed=7, progress=False)
+        runs.append(np.concatenate([w.ravel() for w in model.get_weights()]))
+        assert hist["epochs_run"] == 2 and np.isfinite(hist["loss"]).all()
+    np.testing.assert_allclose(runs[0], runs[1], atol=1e-6)
+    assert hist["cosine_loss"][-1] < hist["cosine_loss"][0]
+
+
+@pytest.mark.slow
+def test_real_clips_embed_finite_distinct_and_repeatably(shared_data):
+    from device.media import extract_features
+    from models.fusion import embed
+
+    clips = sorted((shared_data / "media" / "video").glob("*.mp4"))
+    feats = [extract_features(c, CFG)[:2] for c in clips]
+    frames = np.stack([f for f, _ in feats])
+    logmel = np.stack([lm for _, lm in feats])
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(3)
+    model = build_fusion_model(CFG)
+    a = embed(model, frames, logmel, CFG)
+    b = embed(model, frames, logmel, CFG)
+    assert np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+    gram = a @ a.T
+    assert (gram[~np.eye(len(a), dtype=bool)] < 0.9999).all(), "clips embed distinctly"

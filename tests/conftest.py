@@ -24,3 +24,11 @@ def ml100k(shared_data: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"MovieLens 100K not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_bundle() -> Path:
+    """The demo bundle shipped in the repository (what `make demo` runs on)."""
+    path = ROOT / "demo" / "bundle"
+    assert (path / "manifest.json").is_file(), f"the shipped demo bundle is missing at {path}"
+    return path

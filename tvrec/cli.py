@@ -28,6 +28,7 @@ EXTRA_OF_MODULE = {
     "scipy": "train",
     "tqdm": "train",
     "matplotlib": "train",
+    "PIL": "train",
     "implicit": "dev",
 }
 
@@ -211,6 +212,201 @@ def _run_features(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train the CNN/LSTM fusion content model on a catalog (cold start)",
+        description="Writes OUT/model/, OUT/item_embeddings.npy, OUT/cf_targets.npy, "
+        "OUT/report.json (cold_start.ndcg@20 and its baselines) and PNG plots.",
+    )
+    p.add_argument("--catalog", required=True, help="a `tvrec catalog generate` folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 40, early stopping)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from models.fusion import train_catalog
+
+    report = train_catalog(args.catalog, args.out, epochs=args.epochs, seed=args.seed)
+    keys = ("cold_start", "summary", "params", "train_seconds")
+    print(json.dumps({k: report[k] for k in keys}, indent=1, default=float))
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="quantize the content model to int8, prove parity, package a device bundle",
+        description="Writes OUT/bundle/ (+ OUT/bundle.tar.gz), OUT/float.tflite, "
+        "OUT/report.json and OUT/parity.png.",
+    )
+    p.add_argument("--model", required=True, help="a `tvrec train` output folder")
+    p.add_argument("--catalog", required=True, help="the catalog the model was trained on")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--qat-epochs", type=int, default=3, help="QAT fine-tuning epochs (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import json
+
+    from export.package import export_bundle
+
+    report = export_bundle(args.model, args.catalog, args.out, qat_epochs=args.qat_epochs,
+                           seed=args.seed)
+    keys = ("int8_variant", "parity", "size_bytes", "cold_start", "latency_ms", "targets")
+    print(json.dumps({k: report[k] for k in keys}, indent=1))
+    return 0
+
+
+# --------------------------------------------------------------------------- recommend / bench
+
+
+def _default_bundle():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "demo" / "bundle"
+
+
+def _add_recommend(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recommend", help="print a profile's home-screen rows from a bundle and a history DB")
+    p.add_argument("--bundle", default=str(_default_bundle()), help="bundle directory (default: the demo bundle)")
+    p.add_argument("--db", required=True, help="watch-history database (created if missing)")
+    p.add_argument("--profile", required=True, help="profile id (created if missing)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=_run_recommend)
+
+
+def _run_recommend(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from device.engine import Engine
+
+    with Engine(args.bundle, args.db) as engine:
+        if args.profile not in {p.id for p in engine.history.profiles()}:
+            engine.add_profile(args.profile)
+        rows = engine.home(args.profile)
+        if args.json:
+            print(json.dumps({"profile": args.profile, "home_ms": engine.timings.home_ms,
+                              "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
+            return 0
+        for row in rows:
+            print(row.title)
+            for card in row.cards:
+                print(f"   {card.title:40.40s}  {card.reason}")
+            print()
+        print(f"({engine.timings.home_ms:.1f} ms)")
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure the engine against a TV-box profile's budgets")
+    bsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    d = bsub.add_parser("device", help="engine memory, cold start, home() and embedding latency")
+    d.add_argument("--bundle", default=str(_default_bundle()))
+    d.add_argument("--profile", default="entry", choices=["entry", "mid", "high"])
+    d.add_argument("--history", type=int, default=1000, help="history events of the measured profile")
+    d.add_argument("--repeats", type=int, default=50)
+    d.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
+    d.set_defaults(func=_run_bench_device)
+
+
+def _run_bench_device(args: argparse.Namespace) -> int:
+    import json
+
+    from device.budget import bench_device
+
+    r = bench_device(args.bundle, args.profile, history=args.history, repeats=args.repeats)
+    print(f"{r['n_items']:,} items, {r['history_events']:,} history events, profile "
+          f"{args.profile} ({r['profile']['cpu']}, {r['profile']['ram_mb']} MB); {r['method']}")
+    print(f"{'figure':16s} {'host':>10s} {'box (est.)':>11s} {'budget':>10s}  verdict")
+    for v in r["verdicts"]:
+        est = f"{v['box_estimate']:11.1f}" if v["estimated"] else f"{'=':>11s}"
+        print(f"{v['name']:16s} {v['host']:10.1f} {est} {v['budget']:10.1f}  "
+              f"{'ok' if v['ok'] else 'OVER'}")
+    print(f"home p50 {r['home_ms_p50']:.2f} ms, imports {r['import_ms']:.0f} ms (not in cold start)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(r, fh, indent=1)
+    return 0
+
+
+# --------------------------------------------------------------------------- bundle
+
+
+def _add_bundle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bundle", help="verify, install, roll back or synthesise device bundles")
+    bsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    v = bsub.add_parser("verify", help="check a bundle (sha256 of every file, schema, shapes)")
+    v.add_argument("path", help="bundle directory or .tar.gz archive")
+    v.set_defaults(func=_run_bundle_verify)
+    i = bsub.add_parser("install", help="verify and atomically install a bundle under ROOT")
+    i.add_argument("source", help="bundle directory or archive")
+    i.add_argument("--root", required=True, help="bundles root (holds current/ and previous/)")
+    i.set_defaults(func=_run_bundle_install)
+    r = bsub.add_parser("rollback", help="switch ROOT back to the previous bundle")
+    r.add_argument("--root", required=True)
+    r.set_defaults(func=_run_bundle_rollback)
+    sy = bsub.add_parser("synth", help="a synthetic bundle of N items for scale tests")
+    sy.add_argument("--items", type=int, required=True)
+    sy.add_argument("--out", required=True)
+    sy.add_argument("--template", default=str(_default_bundle()),
+                    help="bundle whose content model and feature config are reused")
+    sy.add_argument("--seed", type=int, default=0)
+    sy.set_defaults(func=_run_bundle_synth)
+
+
+def _run_bundle_verify(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from device.bundle import open_bundle, unpack_bundle
+
+    path = Path(args.path)
+    if path.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            print(open_bundle(unpack_bundle(path, Path(tmp) / "b"), verify="full").summary())
+        return 0
+    print(open_bundle(path, verify="full").summary())
+    return 0
+
+
+def _run_bundle_install(args: argparse.Namespace) -> int:
+    from device.bundle import install_bundle
+
+    print(f"installed {install_bundle(args.source, args.root)}")
+    return 0
+
+
+def _run_bundle_rollback(args: argparse.Namespace) -> int:
+    from device.bundle import rollback
+
+    print(f"rolled back to {rollback(args.root)}")
+    return 0
+
+
+def _run_bundle_synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from device.bundle import synth_bundle
+
+    template = args.template if Path(args.template, "manifest.json").is_file() else None
+    out = synth_bundle(args.out, args.items, seed=args.seed, template=template)
+    print(f"wrote {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -225,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_eval(sub)
     _add_demo(sub)
+    _add_train(sub)
+    _add_export(sub)
+    _add_recommend(sub)
+    _add_bench(sub)
+    _add_bundle(sub)
     _add_catalog(sub)
     _add_features(sub)
     return parser

@@ -87,6 +87,17 @@ class Timings:
     extra: dict = field(default_factory=dict)
 
 
+def _standardise(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit spread; NaN (no evidence) becomes 0, the average."""
+    x = np.asarray(x, dtype=np.float64)
+    ok = np.isfinite(x)
+    if not ok.any():
+        return np.zeros_like(x)
+    sd = x[ok].std()
+    z = (x - x[ok].mean()) / sd if sd > 0 else np.zeros_like(x)
+    return np.where(ok, z, 0.0)
+
+
 class Engine:
     """Offline recommendations for one box: a bundle, a history database, a content model.
 
@@ -326,13 +337,50 @@ class Engine:
         # against at half weight. Summing votes = one dot product with a profile vector.
         w_pos = h_w[pos] / h_w[pos].sum()
         query = h_emb[pos].T @ w_pos + 0.5 * (h_emb[~pos].T @ h_w[~pos])
-        scores = cand_emb[idx] @ query
+        content = cand_emb[idx] @ query
+        # Catalog metadata is a second, independent signal: how much of the profile's viewing
+        # (affinity-weighted) is in the new item's genres. Both are standardised over the
+        # candidates and added, so neither needs a tuned scale; recordings have no genres and
+        # rank on content alone.
+        genre = self._genre_match([cand_ids[i] for i in idx], history_ids, affinity)
+        scores = _standardise(content) + _standardise(genre)
         top = np.argsort(-scores, kind="stable")[:n_out]
         # The reason: the liked history item that voted most for each shown card.
         votes = (cand_emb[idx[top]] @ h_emb[pos].T) * w_pos[None, :]
         src = np.asarray(h_ids, dtype=object)[pos][np.argmax(votes, axis=1)]
         return [self.card(cand_ids[idx[t]], f"New, like {self._title(src[j])}", float(scores[t]))
                 for j, t in enumerate(top)]
+
+    def _genres(self, item_id: str) -> list[str]:
+        row = self._row(item_id)
+        if row >= 0:
+            return list(self.items.genres[row])
+        try:
+            return list(self.history.item(item_id).genres)
+        except UnknownItemError:
+            return []
+
+    def _genre_match(self, cand_ids: list[str], history_ids: list[str], affinity) -> np.ndarray:
+        """How much of the profile's positive affinity lies in each candidate's genres.
+
+        Genre lists are ordered by weight (primary first); position k of n counts n - k, so a
+        sports/music programme is mostly sports."""
+        def weights(gs: list[str]) -> dict[str, float]:
+            n = len(gs)
+            return {g: (n - k) / (n * (n + 1) / 2) for k, g in enumerate(gs)}
+
+        profile: dict[str, float] = {}
+        for item_id, a in zip(history_ids, affinity):
+            if a > 0:
+                for g, w in weights(self._genres(item_id)).items():
+                    profile[g] = profile.get(g, 0.0) + float(a) * w
+        total = sum(profile.values()) or 1.0
+        out = np.full(len(cand_ids), np.nan)  # no genres (a recording): no opinion
+        for n, c in enumerate(cand_ids):
+            gs = self._genres(c)
+            if gs:
+                out[n] = sum(profile.get(g, 0.0) * w for g, w in weights(gs).items()) / total
+        return out
 
     def _release(self, item_id: str) -> float:
         row = self._row(item_id)

@@ -44,7 +44,7 @@ def test_missing_extra_is_named():
 
 
 def test_demo_prints_rows_with_reasons(ml100k, tmp_path):
-    proc = _run("-m", "tvrec.cli", "demo", "--ratings", str(ml100k), "--db", str(tmp_path / "h.db"))
+    proc = _run("-m", "tvrec.cli", "demo", "--movielens", str(ml100k), "--db", str(tmp_path / "h.db"))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for heading in ("Continue watching", "Top picks for you", "Because you watched", "Popular now"):

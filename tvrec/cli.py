@@ -80,19 +80,25 @@ def _run_eval_cf(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from pathlib import Path
 
-    default = Path(__file__).resolve().parents[1].parent / "shared/data/ml-100k/u.data"
-    p = sub.add_parser("demo", help="print a demo viewer's home-screen rows (the main job)")
-    p.add_argument("--ratings", type=Path, default=default, help=f"MovieLens u.data (default {default})")
+    shared = Path(__file__).resolve().parents[1].parent / "shared/data"
+    p = sub.add_parser("demo", help="a demo viewer's home screen on the shipped bundle (terminal)")
+    p.add_argument("--bundle", type=Path, default=_default_bundle(), help="bundle directory")
     p.add_argument("--db", type=Path, help="history database to use (default: a new temporary one)")
+    p.add_argument("--media", type=Path, default=shared / "media/video/archery.mp4",
+                   help="a clip to add as a local recording (skipped if missing)")
+    p.add_argument("--movielens", type=Path, metavar="U_DATA",
+                   help="instead: learn CF from MovieLens ratings (u.data) and show a viewer's rows")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from tvrec.terminal_demo import run
+    from tvrec import terminal_demo
 
-    if not args.ratings.is_file():
-        raise CommandError(f"{args.ratings}: MovieLens ratings not found (pass --ratings)")
-    return run(args.ratings, args.db)
+    if args.movielens is not None:
+        if not args.movielens.is_file():
+            raise CommandError(f"{args.movielens}: MovieLens ratings not found")
+        return terminal_demo.run(args.movielens, args.db)
+    return terminal_demo.run_bundle(args.bundle, args.db, args.media)
 
 
 # --------------------------------------------------------------------------- catalog

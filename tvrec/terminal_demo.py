@@ -99,3 +99,79 @@ def run(ratings_path: Path, db_path: Path | None = None, rows_per_line: int = 6)
             print(f"   {item}")
         print()
     return 0
+
+
+def _print_rows(rows, timings) -> None:
+    for row in rows:
+        print(row.title)
+        for card in row.cards[:6]:
+            print(f"   {card.title:38.38s}  {card.reason}")
+        if len(row.cards) > 6:
+            print(f"   ... {len(row.cards) - 6} more")
+        print()
+    print(f"(home() took {timings.home_ms:.1f} ms)\n")
+
+
+def run_bundle(bundle_path: Path, db_path: Path | None = None, media: Path | None = None) -> int:
+    """The home screen of a demo viewer on the shipped bundle, before and after some viewing.
+
+    The viewer finishes two programmes of the most popular genre's best-known show, likes one,
+    stops one of another genre a third of the way in, dislikes one; then a recording made on
+    the box (a real clip, if ``media`` is given) is embedded by the int8 model and joins the
+    "New for you" row.
+    """
+    import numpy as np
+
+    from device.engine import Engine
+
+    db_path = db_path or Path(tempfile.mkdtemp(prefix="tvrec-demo-")) / "history.db"
+    now = time.time()
+    with Engine(bundle_path, db_path, clock=lambda: now) as engine:
+        b = engine.bundle
+        print(f"tvrec demo - {b.n_items} programmes ({int(np.sum(b.items.cold))} new, without "
+              f"viewing data), bundle {b.path.name}, history in {db_path}\n")
+        if "viewer" not in {p.id for p in engine.history.profiles()}:
+            engine.add_profile("viewer", "Demo viewer")
+        print("== A new viewer ==\n")
+        _print_rows(engine.home("viewer"), engine.timings)
+
+        pop = np.asarray(b.table.popularity)
+        warm = np.flatnonzero(~np.asarray(b.items.cold))
+        by_pop = warm[np.argsort(-pop[warm], kind="stable")]
+        genre = lambda r: (b.items.genres[r] or [""])[0]  # noqa: E731
+        top_genre = genre(by_pop[0])
+        same = [r for r in by_pop if genre(r) == top_genre][:3]
+        other = [r for r in by_pop if genre(r) != top_genre][:2]
+        ids = lambda rows: [str(b.items.ids[r]) for r in rows]  # noqa: E731
+        a, c, d = ids(same)
+        e, f = ids(other)
+        t = now - 5 * 86400
+        for item in (a, c):
+            engine.record("viewer", item, "play", position=0.0, timestamp=t)
+            engine.record("viewer", item, "finish", timestamp=t + 3600)
+            t += 86400
+        engine.record("viewer", a, "like", timestamp=t)
+        engine.record("viewer", e, "play", position=0.0, timestamp=t + 100)
+        engine.record("viewer", e, "stop", position=engine.card(e).duration / 3, timestamp=t + 200)
+        engine.record("viewer", f, "dislike", timestamp=t + 300)
+        print(f"== After finishing {engine.card(a).title!r} and {engine.card(c).title!r} "
+              f"(liked the first), stopping {engine.card(e).title!r} a third in, disliking "
+              f"{engine.card(f).title!r} ==\n")
+        _print_rows(engine.home("viewer"), engine.timings)
+
+        if media is not None and media.is_file():
+            card = engine.add_local_item(media, {"title": f"My recording: {media.stem}"})
+            print(f"== Recorded {media.name} on the box: embedded in "
+                  f"{engine.timings.embed_ms:.0f} ms (decode {engine.timings.extra['decode_ms']:.0f}"
+                  f" ms + int8 model {engine.timings.extra['model_ms']:.1f} ms) ==\n")
+            new = [r for r in engine.home("viewer") if r.kind == "new"]
+            ids_new = [x.item_id for x in new[0].cards] if new else []
+            if card.item_id in ids_new:
+                print(f"It is in 'New for you' at position {ids_new.index(card.item_id) + 1} "
+                      f"of {len(ids_new)}.")
+            else:
+                print("It is not among this viewer's top 'New for you' picks (no genre, and its "
+                      "content is far from what they watch).")
+            sims = engine.similar(card.item_id, n=3)
+            print("Its details page suggests: " + "; ".join(c.title for c in sims) + "\n")
+    return 0

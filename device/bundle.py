@@ -628,6 +628,7 @@ def write_bundle(
         manifest["files"] = files
         put(MANIFEST, lambda fh: fh.write(
             (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8")))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the UI may run as another user
         _fsync_dir(tmp)
         os.rename(tmp, out)
     except BaseException as err:
@@ -939,6 +940,7 @@ def unpack_bundle(archive_path: PathLike, out_dir: PathLike) -> Path:
     try:
         _extract(archive, tmp)
         _open(tmp, "full", str(archive))
+        os.chmod(tmp, 0o755)
         _fsync_dir(tmp)
         os.rename(tmp, out)
     except BaseException:
@@ -1084,6 +1086,7 @@ def install_bundle(source_dir_or_archive: PathLike, bundles_root: PathLike) -> P
                 except BundleError:
                     shutil.rmtree(dest)
             if not dest.exists():
+                os.chmod(staging, 0o755)
                 _fsync_dir(staging)
                 os.rename(staging, dest)
                 _fsync_dir(versions)

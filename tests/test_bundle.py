@@ -155,3 +155,243 @@ def test_cli_verify_exit_codes(tmp_path, demo_bundle):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "content_model.tflite" in lines[0]
+
+
+# --------------------------------------------------------------------------- every file, by name
+
+
+@pytest.fixture(scope="module")
+def full_bundle(tmp_path_factory, demo_bundle) -> Path:
+    """A small bundle with every kind of file: model, per-row scales, item metadata."""
+    return synth_bundle(tmp_path_factory.mktemp("full") / "b", 300, k=16, dim=8,
+                        template=demo_bundle)
+
+
+ALL_FILES = ["item_ids.npy", "item_meta.json", "item_durations.npy", "item_release.npy",
+             "item_cold.npy", "neighbours.npy", "weights.npy", "popularity.npy",
+             "item_embeddings.npy", "item_embedding_scales.npy", "content_model.tflite"]
+
+
+def test_full_bundle_lists_exactly_the_layout(full_bundle):
+    manifest = json.loads((full_bundle / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == sorted(ALL_FILES)
+    assert sorted(p.name for p in full_bundle.iterdir()) == sorted(ALL_FILES + ["manifest.json"])
+    for key in ("schema_version", "created", "tvrec_version", "feature_config", "n_items", "k",
+                "embedding_dim", "model", "files"):
+        assert key in manifest
+    assert manifest["created"].endswith("Z") and manifest["model"]["io"]["inputs"]
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_one_flipped_byte_is_refused_naming_the_file(tmp_path, full_bundle, name):
+    path = tmp_path / "b"
+    shutil.copytree(full_bundle, path)
+    data = bytearray((path / name).read_bytes())
+    data[-1] ^= 0x01  # the last byte: array data, JSON text or flatbuffer
+    (path / name).write_bytes(bytes(data))
+    with pytest.raises(BundleError) as err:
+        open_bundle(path)
+    assert str(err.value).startswith(f"{path}: {name} sha256 mismatch"), err.value
+    open_bundle(path, verify="sizes")  # same size: only the hash can tell
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_truncated_or_missing_file_is_named_at_every_level(tmp_path, full_bundle, name):
+    path = tmp_path / "b"
+    shutil.copytree(full_bundle, path)
+    (path / name).write_bytes((path / name).read_bytes()[:-3])
+    for level in ("full", "sizes"):
+        with pytest.raises(BundleError, match=f"{name} has .* bytes, the manifest says"):
+            open_bundle(path, verify=level)
+    (path / name).unlink()
+    with pytest.raises(BundleError, match=f"{name} is missing"):
+        open_bundle(path)
+
+
+def test_garbage_manifests(tmp_path, full_bundle):
+    path = tmp_path / "b"
+    shutil.copytree(full_bundle, path)
+    good = (path / "manifest.json").read_text()
+    (path / "manifest.json").write_text(good + "\ngarbage")
+    with pytest.raises(BundleError, match="manifest.json is not valid JSON"):
+        open_bundle(path)
+    (path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(BundleError, match="not a JSON object"):
+        open_bundle(path)
+    m = json.loads(good)
+    m["files"]["../outside"] = m["files"]["weights.npy"]
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="not a plain file name"):
+        open_bundle(path)
+    m = json.loads(good)
+    del m["files"]["popularity.npy"]
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="files does not list popularity.npy"):
+        open_bundle(path)
+    m = json.loads(good)
+    m["feature_config"]["n_mels"] = -1
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="feature_config is invalid"):
+        open_bundle(path)
+    m = json.loads(good)
+    m["feature_config"]["n_mels"] = 64  # valid config, but not the one fingerprinted
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="feature_fingerprint"):
+        open_bundle(path)
+    (path / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        open_bundle(path)
+
+
+def test_array_of_the_wrong_shape_is_refused_even_with_matching_hashes(tmp_path):
+    """A producer bug (consistent hashes, inconsistent shapes) is caught by the shape check."""
+    import hashlib
+
+    path = small_bundle(tmp_path / "b")
+    np.save(path / "neighbours.npy", np.zeros((6, 3), dtype=np.int32))
+    m = json.loads((path / "manifest.json").read_text())
+    data = (path / "neighbours.npy").read_bytes()
+    m["files"]["neighbours.npy"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=r"neighbours.npy is int32 \[6, 3\], expected int32 \[6, 2\]"):
+        open_bundle(path)
+
+
+def test_write_refuses_bad_inputs(tmp_path):
+    base = dict(items={"ids": ["a", "b"], "durations": [60.0, 60.0]},
+                neighbours=np.array([[1], [0]]), weights=np.ones((2, 1), np.float32),
+                popularity=np.ones(2, np.float32), item_embeddings_int8=np.zeros((2, 3), np.int8),
+                embedding_scale=0.1, model_bytes=None, model_io=None,
+                feature_config=FeatureConfig())
+    write_bundle(tmp_path / "ok", **base)
+    cases = [
+        ({"neighbours": np.array([[2], [0]])}, "outside"),
+        ({"items": {"ids": ["a", "a"], "durations": [60.0, 60.0]}}, "duplicate item id 'a'"),
+        ({"items": {"ids": ["a", "b"], "durations": [60.0, 0.0]}}, "duration"),
+        ({"neighbours": np.array([[-1], [0]])}, "0 where neighbours is padding"),
+        ({"weights": np.full((2, 1), np.nan, np.float32)}, "non-finite"),
+        ({"item_embeddings_int8": np.zeros((2, 3), np.float32)}, "int8"),
+        ({"model_bytes": b"not a model at all"}, "not a TFLite flatbuffer"),
+        ({"extra": {"x": object()}}, "extra is not JSON-able"),
+    ]
+    for i, (change, match) in enumerate(cases):
+        with pytest.raises(BundleError, match=match):
+            write_bundle(tmp_path / f"bad{i}", **{**base, **change})
+        assert not (tmp_path / f"bad{i}").exists()
+    with pytest.raises(BundleError, match="already exists"):
+        write_bundle(tmp_path / "ok", **base)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"], "no temporary folders left"
+
+
+def test_killed_writer_leaves_no_bundle_under_the_final_name(tmp_path):
+    """A process killed in the middle of write_bundle (here: after its third file) leaves only
+    a temporary folder without a manifest; the final name never exists and is writable later."""
+    code = (
+        "import os, sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from tests.test_bundle import small_bundle\n"
+        "real, calls = os.fsync, [0]\n"
+        "def fsync(fd):\n"
+        "    calls[0] += 1\n"
+        "    if calls[0] == 3:\n"
+        "        os._exit(9)  # no cleanup, no exception handlers: like a power cut\n"
+        "    real(fd)\n"
+        "os.fsync = fsync\n"
+        "small_bundle(__import__('pathlib').Path(sys.argv[1]))\n"
+    )
+    target = tmp_path / "b"
+    proc = subprocess.run([sys.executable, "-c", code, str(target), str(ROOT)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    assert not target.exists()
+    (leftover,) = list(tmp_path.iterdir())
+    assert leftover.name.startswith(".b.tmp-")
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        open_bundle(leftover)
+    assert open_bundle(small_bundle(target)).n_items == 6
+
+
+# --------------------------------------------------------------------------- install store
+
+
+def test_install_store_layout_idempotence_and_rollback(tmp_path):
+    import os
+
+    root = tmp_path / "root"
+    with pytest.raises(BundleError, match="no bundle installed"):
+        current_bundle(root)
+    v1 = install_bundle(small_bundle(tmp_path / "v1", seed=1), root)
+    with pytest.raises(BundleError, match="no previous bundle"):
+        rollback(root)
+    assert os.readlink(root / "current") == f"versions/{v1.name}"
+    assert install_bundle(tmp_path / "v1", root) == v1  # same bundle again: nothing changes
+    assert not (root / "previous").exists()
+
+    v2 = install_bundle(pack_bundle(small_bundle(tmp_path / "v2", seed=2),
+                                    tmp_path / "v2.tar"), root)
+    v3 = install_bundle(small_bundle(tmp_path / "v3", seed=3), root)
+    assert os.readlink(root / "current") == f"versions/{v3.name}"
+    assert os.readlink(root / "previous") == f"versions/{v2.name}"
+    assert sorted(p.name for p in (root / "versions").iterdir()) == sorted([v2.name, v3.name])
+
+    # A tampered archive is refused; the links do not move and the current bundle still opens.
+    bad = small_bundle(tmp_path / "v4", seed=4)
+    (bad / "popularity.npy").write_bytes(b"\0" * (bad / "popularity.npy").stat().st_size)
+    with pytest.raises(BundleError, match=f"{bad}: popularity.npy sha256 mismatch"):
+        install_bundle(bad, root)
+    assert os.readlink(root / "current") == f"versions/{v3.name}"
+    assert os.readlink(root / "previous") == f"versions/{v2.name}"
+    assert current_bundle(root).path == v3 and not any(
+        p.name.startswith(".staging-") for p in root.iterdir())
+
+    assert rollback(root) == v2 and current_bundle(root).path == v2
+    assert rollback(root) == v3, "a second rollback rolls forward again"
+
+    # A damaged previous version is not rolled back to.
+    (v2 / "weights.npy").write_bytes(b"")
+    with pytest.raises(BundleError, match="weights.npy"):
+        rollback(root)
+    assert current_bundle(root).path == v3
+
+
+def test_unpack_refuses_links_and_paths(tmp_path):
+    import io
+    import tarfile
+
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(BundleError, match="not a plain"):
+        unpack_bundle(evil, tmp_path / "out")
+    link = tmp_path / "link.tar"
+    with tarfile.open(link, "w") as tar:
+        info = tarfile.TarInfo("weights.npy")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(BundleError, match="not a regular file"):
+        install_bundle(link, tmp_path / "root")
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "out").exists()
+    assert not (tmp_path / "root" / "current").exists()
+
+
+def test_cli_synth_install_rollback(tmp_path, demo_bundle):
+    def tvrec(*args):
+        return subprocess.run([sys.executable, "-m", "tvrec.cli", "bundle", *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    root = tmp_path / "root"
+    for seed, name in ((0, "a"), (1, "b")):
+        p = tvrec("synth", "--items", 500, "--out", tmp_path / name, "--seed", seed,
+                  "--template", demo_bundle)
+        assert p.returncode == 0, p.stderr
+        assert tvrec("install", tmp_path / name, "--root", root).returncode == 0
+    p = tvrec("rollback", "--root", root)
+    assert p.returncode == 0 and "rolled back" in p.stdout
+    assert open_bundle(root / "current").manifest["extra"]["synthetic"]["seed"] == 0
+    p = tvrec("verify", tmp_path / "missing")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "not a bundle folder" in p.stderr
+    p = tvrec("rollback", "--root", tmp_path / "empty")
+    assert p.returncode == 2 and "no previous bundle" in p.stderr

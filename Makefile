@@ -36,6 +36,9 @@ test: $(STAMP) $(TFLITE_STAMP)
 # Benchmarks run on demand, never in `make test` (absolute times drift on shared machines).
 bench: $(STAMP)
 	$(PY) bench/cf_movielens.py
+	$(PY) bench/media_features.py
+	$(PY) bench/bundle_open.py
+	$(VENV)/bin/tvrec bench device --bundle demo/bundle --profile entry --json bench/results/device_demo_entry.json
 
 clean:
 	rm -rf $(VENV) $(TFLITE_VENV) build *.egg-info

@@ -72,3 +72,12 @@ def test_real_clips_embed_finite_distinct_and_repeatably(shared_data):
     np.testing.assert_array_equal(a, b)
     gram = a @ a.T
     assert (gram[~np.eye(len(a), dtype=bool)] < 0.9999).all(), "clips embed distinctly"
+
+
+def test_experimental_statistics_paths_build():
+    model = build_fusion_model(CFG, FusionConfig(audio_stats=True, video_stats=True))
+    names = {layer.name for layer in model.layers}
+    assert {"video_colour", "audio_band_mean", "video_concat", "audio_concat"} <= names
+    x = {"frames": np.zeros((2, CFG.frames, CFG.size, CFG.size, 3), np.float32),
+         "logmel": np.zeros((2, CFG.n_frames, CFG.n_mels), np.float32)}
+    assert np.asarray(model(x, training=False)).shape == (2, FusionConfig().dim)

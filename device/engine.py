@@ -137,6 +137,9 @@ class Engine:
         self._warm = ~np.asarray(self.items.cold, dtype=bool)
         self._embedder: ContentEmbedder | None = None
         self._row_cache: dict[str, int] = {}
+        self._genre_vocab: dict[str, int] = {}
+        self._popular_order: np.ndarray | None = None
+        self._cold_genre: tuple[int, np.ndarray] | None = None
         self._cold_rows: np.ndarray | None = None
         self._cold_ids: list[str] = []
         self._cold_emb: np.ndarray | None = None
@@ -243,13 +246,28 @@ class Engine:
         cards = self._new_for_you(history_ids, aff.affinity, never | shown)
         self._add_row(rows, shown, "new", "New for you", self._diverse(cards))
 
-        pool = recommend(self.table, [], [], n=3 * self.row_length, exclude=never | shown,
-                         index=self._index, candidates=self._warm)
-        cards = [self.card(r.item_id, "Popular now", r.score) for r in pool]
+        cards = [self.card(i, "Popular now", s) for i, s in self._popular(never | shown)]
         self._add_row(rows, shown, "popular", "Popular now", self._diverse(cards))
 
         self.timings.home_ms = (time.perf_counter() - t0) * 1000.0
         return rows
+
+    def _popular(self, exclude: set[str]) -> list[tuple[str, float]]:
+        """The most popular warm items not in ``exclude``. Popularity is fixed per bundle, so
+        its order is sorted once and walked (O(row) per call instead of O(catalog))."""
+        if self._popular_order is None:
+            warm = np.flatnonzero(self._warm)
+            pop = np.asarray(self.table.popularity)[warm]
+            self._popular_order = warm[np.argsort(-pop, kind="stable")]
+        out = []
+        ids, pop = self.items.ids, self.table.popularity
+        for r in self._popular_order:
+            item = str(ids[r])
+            if item not in exclude:
+                out.append((item, float(pop[r])))
+                if len(out) == 3 * self.row_length:
+                    break
+        return out
 
     def _add_row(self, rows: list[Row], shown: set[str], kind: str, title: str,
                  cards: Sequence[Card], min_len: int = MIN_ROW) -> None:
@@ -342,7 +360,7 @@ class Engine:
         # (affinity-weighted) is in the new item's genres. Both are standardised over the
         # candidates and added, so neither needs a tuned scale; recordings have no genres and
         # rank on content alone.
-        genre = self._genre_match([cand_ids[i] for i in idx], history_ids, affinity)
+        genre = self._genre_match(cand_ids, history_ids, affinity)[idx]
         scores = _standardise(content) + _standardise(genre)
         top = np.argsort(-scores, kind="stable")[:n_out]
         # The reason: the liked history item that voted most for each shown card.
@@ -360,26 +378,44 @@ class Engine:
         except UnknownItemError:
             return []
 
+    @staticmethod
+    def _genre_weights(gs: Sequence[str]) -> dict[str, float]:
+        """Genre lists are ordered by weight (primary first): position k of n counts n - k, so
+        a sports/music programme is mostly sports."""
+        n = len(gs)
+        return {g: (n - k) / (n * (n + 1) / 2) for k, g in enumerate(gs)}
+
+    def _genre_matrix(self, ids: list[str]) -> np.ndarray:
+        """[len(ids), n_genres] genre weights over the engine's genre vocabulary."""
+        rows = [self._genre_weights(self._genres(i)) for i in ids]
+        for w in rows:
+            for g in w:
+                self._genre_vocab.setdefault(g, len(self._genre_vocab))
+        out = np.zeros((len(ids), len(self._genre_vocab)))
+        for n, w in enumerate(rows):
+            for g, v in w.items():
+                out[n, self._genre_vocab[g]] = v
+        return out
+
     def _genre_match(self, cand_ids: list[str], history_ids: list[str], affinity) -> np.ndarray:
-        """How much of the profile's positive affinity lies in each candidate's genres.
-
-        Genre lists are ordered by weight (primary first); position k of n counts n - k, so a
-        sports/music programme is mostly sports."""
-        def weights(gs: list[str]) -> dict[str, float]:
-            n = len(gs)
-            return {g: (n - k) / (n * (n + 1) / 2) for k, g in enumerate(gs)}
-
-        profile: dict[str, float] = {}
-        for item_id, a in zip(history_ids, affinity):
-            if a > 0:
-                for g, w in weights(self._genres(item_id)).items():
-                    profile[g] = profile.get(g, 0.0) + float(a) * w
-        total = sum(profile.values()) or 1.0
-        out = np.full(len(cand_ids), np.nan)  # no genres (a recording): no opinion
-        for n, c in enumerate(cand_ids):
-            gs = self._genres(c)
-            if gs:
-                out[n] = sum(profile.get(g, 0.0) * w for g, w in weights(gs).items()) / total
+        """How much of the profile's positive affinity lies in each candidate's genres (NaN for
+        a candidate without genres, e.g. a recording: no evidence either way)."""
+        pos = [(h, float(a)) for h, a in zip(history_ids, affinity) if a > 0]
+        profile = self._genre_matrix([h for h, _ in pos]).T @ np.array([a for _, a in pos]) \
+            if pos else np.zeros(0)
+        if self._cold_genre is None or self._cold_genre[0] != len(self._cold_ids):
+            # the cold catalog never changes: its genre matrix is built once
+            self._cold_genre = (len(self._cold_ids), self._genre_matrix(self._cold_ids))
+        n_cold = len(self._cold_ids)
+        parts = [self._cold_genre[1]]
+        if len(cand_ids) > n_cold:  # local recordings after the cold items
+            parts.append(self._genre_matrix(cand_ids[n_cold:]))
+        width = len(self._genre_vocab)
+        G = np.vstack([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts])
+        prof = np.pad(profile, (0, width - len(profile)))
+        total = prof.sum() or 1.0
+        out = G @ prof / total
+        out[G.sum(axis=1) == 0] = np.nan
         return out
 
     def _release(self, item_id: str) -> float:

@@ -34,7 +34,7 @@ def test_item_table_matches_the_catalog(demo_bundle, regenerated):
     b = open_bundle(demo_bundle)
     cat = regenerated
     assert [str(i) for i in b.items.ids] == [str(i) for i in cat.item_ids]
-    assert b.items.titles == [it.title for it in cat.items]
+    assert list(b.items.titles) == [it.title for it in cat.items]
     np.testing.assert_array_equal(np.asarray(b.items.cold), cat.cold)
     np.testing.assert_array_equal(np.asarray(b.items.durations), cat.duration_s.astype(np.float32))
     assert [g[0] for g in b.items.genres] == [it.primary_genre for it in cat.items]

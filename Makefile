@@ -27,8 +27,20 @@ $(TFLITE_STAMP):
 	   touch $(TFLITE_STAMP) ) || \
 	 echo "note: tflite-runtime 2.14 is not installable here; its fallback test will skip"
 
+# The simulator on the shipped demo bundle; the real clips in ../shared (when present) become the
+# box's own recordings. Without a display it renders offscreen: a scripted walk through the home
+# screen, details page and player, saved as PNGs (sim-home.png, sim-frames/).
+DEMO_MEDIA  := $(if $(wildcard ../shared/data/media/video),--media ../shared/data/media/video)
+DEMO_SCRIPT ?= down,right,right,ok,down,right,up,ok,wait:2,info
 demo: $(STAMP)
+ifeq ($(DISPLAY)$(WAYLAND_DISPLAY),)
+	@echo "no display: running the simulator headless (screenshots), then the terminal demo"
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/tvrec sim $(DEMO_MEDIA) --screenshot sim-home.png \
+	  --frames sim-frames --script "$(DEMO_SCRIPT)"
 	$(VENV)/bin/tvrec demo
+else
+	$(VENV)/bin/tvrec sim $(DEMO_MEDIA)
+endif
 
 test: $(STAMP) $(TFLITE_STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -316,6 +316,52 @@ def _run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- sim
+
+
+def _add_sim(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sim", help="the TV home screen under a remote control (PySide6), on a bundle",
+        description="Opens a window with the TV and an on-screen remote; with --screenshot it "
+                    "runs headless, performs --script and saves the final screen.")
+    p.add_argument("--bundle", default=str(_default_bundle()), help="bundle directory (default: the demo bundle)")
+    p.add_argument("--db", help="watch-history database (default: ~/.local/share/tvrec/simulator-history.db)")
+    p.add_argument("--profile", dest="hardware", default="entry", choices=["entry", "mid", "high"],
+                   help="TV-box hardware profile whose budgets the overlay shows (default entry)")
+    p.add_argument("--viewer", help="viewer profile to start with (default: the first one)")
+    p.add_argument("--resolution", default="1080p", choices=["720p", "1080p"])
+    p.add_argument("--media", help="folder of video files to add as the box's own recordings")
+    p.add_argument("--screenshot", metavar="OUT.png", help="headless: save the final screen to OUT.png")
+    p.add_argument("--script", default="", metavar="KEYS",
+                   help="remote buttons to press, e.g. 'down,right,ok,play' (up down left right ok "
+                        "back home play info; wait or wait:SECONDS lets time pass)")
+    p.add_argument("--frames", metavar="DIR", help="with --screenshot: also save one PNG per step")
+    p.add_argument("--play-through", type=float, default=30.0, metavar="SECONDS",
+                   help="wall seconds in which a programme plays to its end (default 30)")
+    p.set_defaults(func=_run_sim)
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from device.bundle import open_bundle
+
+    if args.frames and not args.screenshot:
+        raise CommandError("--frames needs --screenshot")
+    open_bundle(args.bundle, verify="sizes")  # a damaged bundle: one line, before any window
+    if args.media and not Path(args.media).is_dir():
+        raise CommandError(f"--media {args.media}: not a folder")
+    from simulator.app import main as sim_main, parse_script
+
+    try:
+        parse_script(args.script)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    return sim_main(args.bundle, args.db, hardware=args.hardware, resolution=args.resolution,
+                    profile=args.viewer, media=args.media, screenshot=args.screenshot,
+                    script=args.script, frames=args.frames, play_through_s=args.play_through)
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure the engine against a TV-box profile's budgets")
     bsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -430,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_recommend(sub)
+    _add_sim(sub)
     _add_bench(sub)
     _add_bundle(sub)
     _add_catalog(sub)

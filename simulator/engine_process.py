@@ -1,0 +1,212 @@
+"""The engine's own process: the real :class:`device.engine.Engine`, as the box would run it.
+
+The simulator never runs recommendations on its UI thread, and it does not run them in its own
+process either: the box runs the engine as a service beside the launcher, so the simulator does
+the same. That keeps the budget overlay honest -- the memory it shows is the engine process's
+resident set (numpy, SQLite, LiteRT and the bundle), not Qt's -- and a slow ``home()`` can never
+freeze the screen.
+
+This module imports :mod:`device` only (never PySide6): it is what the child process loads.
+The protocol is a pipe of plain tuples; see :func:`serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from device.engine import Engine
+from device.errors import MediaError, TvrecError
+
+#: Demo viewers created in a new database: one with a viewing past, one brand new.
+DEMO_PROFILES = (("alex", "Alex"), ("sam", "Sam"))
+#: Video files the simulator adds as the box's own recordings.
+MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m4v"}
+
+
+def _status_mb(field: str) -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+class EngineService:
+    """What the simulator may ask of the engine: one method per request, plain data back."""
+
+    def __init__(self, bundle: str, db: str, num_threads: int = 1):
+        t0 = time.perf_counter()
+        self.engine = Engine(bundle, db, num_threads=num_threads)
+        self.open_ms = (time.perf_counter() - t0) * 1000.0
+        self.cold_start_ms: float | None = None  # open + first home(), as the box sees it
+        self.model_bytes = (os.path.getsize(self.engine.bundle.model_path)
+                            if self.engine.bundle.model_path else None)
+
+    # -------------------------------------------------------------- screens
+
+    def home(self, profile: str):
+        rows = self.engine.home(profile)
+        if self.cold_start_ms is None:
+            self.cold_start_ms = self.open_ms + self.engine.timings.home_ms
+        return rows
+
+    def similar(self, item_id: str, n: int = 12):
+        return self.engine.similar(item_id, n)
+
+    def card(self, item_id: str):
+        return self.engine.card(item_id)
+
+    def media_path(self, item_id: str) -> str | None:
+        """The recording's file for local items (None for catalog items: no media on the box)."""
+        if not self.engine.history.has_item(item_id):
+            return None
+        path = self.engine.history.item(item_id).media_path
+        return path if path and Path(path).exists() else None
+
+    def resume_position(self, profile: str, item_id: str) -> float:
+        for r in self.engine.history.continue_watching(profile, limit=100):
+            if r.item_id == item_id:
+                return float(r.position)
+        return 0.0
+
+    # -------------------------------------------------------------- history
+
+    def record(self, profile: str, item_id: str, kind: str, position: float | None = None):
+        return self.engine.record(profile, item_id, kind, position=position)
+
+    def profiles(self) -> list[tuple[str, str, bool]]:
+        return [(p.id, p.display_name, p.history_paused) for p in self.engine.history.profiles()]
+
+    def add_profile(self, profile: str, name: str | None = None):
+        self.engine.add_profile(profile, name)
+        return self.profiles()
+
+    def set_paused(self, profile: str, paused: bool) -> bool:
+        (self.engine.history.pause if paused else self.engine.history.resume)(profile)
+        return self.engine.history.is_paused(profile)
+
+    def clear(self, profile: str) -> int:
+        return self.engine.history.clear(profile)
+
+    def event_count(self, profile: str) -> int:
+        return len(self.engine.history.events(profile))
+
+    def seed_demo(self) -> list[tuple[str, str, bool]]:
+        """In a database without profiles: Alex, who has watched a few popular shows of one
+        genre (so every row appears), and Sam, who is new (Popular now only)."""
+        if self.engine.history.profiles():
+            return self.profiles()
+        import numpy as np
+
+        for pid, name in DEMO_PROFILES:
+            self.engine.add_profile(pid, name)
+        b = self.engine.bundle
+        pop = np.asarray(b.table.popularity)
+        warm = np.flatnonzero(~np.asarray(b.items.cold, dtype=bool))
+        by_pop = warm[np.argsort(-pop[warm], kind="stable")]
+        genre = lambda r: (b.items.genres[r] or [""])[0]  # noqa: E731
+        top = genre(by_pop[0])
+        same = [str(b.items.ids[r]) for r in by_pop if genre(r) == top][:3]
+        other = [str(b.items.ids[r]) for r in by_pop if genre(r) != top][:2]
+        for item in same[:2]:
+            self.engine.record("alex", item, "play", position=0.0)
+            self.engine.record("alex", item, "finish")
+        if same:
+            self.engine.record("alex", same[0], "like")
+        if len(same) > 2:
+            d = self.engine.card(same[2]).duration
+            self.engine.record("alex", same[2], "play", position=0.0)
+            self.engine.record("alex", same[2], "stop", position=0.4 * d)
+        if other:
+            d = self.engine.card(other[0]).duration
+            self.engine.record("alex", other[0], "play", position=0.0)
+            self.engine.record("alex", other[0], "stop", position=0.3 * d)
+        return self.profiles()
+
+    # -------------------------------------------------------------- local content
+
+    def add_media_dir(self, folder: str) -> dict[str, Any]:
+        """Embed every video in ``folder`` not already on the box; a file that cannot be decoded
+        is reported by name and skipped (nothing stored for it)."""
+        added, skipped, errors = [], [], []
+        for path in sorted(Path(folder).iterdir()):
+            if path.suffix.lower() not in MEDIA_SUFFIXES or not path.is_file():
+                continue
+            item_id = f"local:{path.stem}"
+            if self.engine.history.has_item(item_id):
+                skipped.append(item_id)
+                continue
+            try:
+                card = self.engine.add_local_item(path, {"id": item_id, "title": _title_of(path)})
+                added.append(card.item_id)
+            except MediaError as e:
+                errors.append(str(e))
+        return {"added": added, "skipped": skipped, "errors": errors}
+
+    # -------------------------------------------------------------- budget
+
+    def stats(self) -> dict[str, Any]:
+        t = self.engine.timings
+        return {
+            "home_ms": t.home_ms,
+            "embed_ms": t.embed_ms,
+            "open_ms": self.open_ms,
+            "cold_start_ms": self.cold_start_ms,
+            "rss_mb": _status_mb("VmRSS"),
+            # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across
+            # fork+exec, so a child of the (big) Qt process would report the UI's peak.
+            "rss_peak_mb": _status_mb("VmHWM"),
+            "model_bytes": self.model_bytes,
+            "n_items": self.engine.bundle.n_items,
+            "pid": os.getpid(),
+        }
+
+    def loaded_modules(self, prefixes: list[str]) -> list[str]:
+        """Which of these top-level modules the engine process has imported (tests use it)."""
+        return sorted({m.split(".")[0] for m in sys.modules} & set(prefixes))
+
+
+def _title_of(path: Path) -> str:
+    return path.stem.replace("_", " ").replace("-", " ").strip().title() or path.name
+
+
+#: The requests a client may make (anything else is refused by name).
+METHODS = {name for name in dir(EngineService) if not name.startswith("_")}
+
+
+def serve(conn, bundle: str, db: str, num_threads: int = 1) -> None:
+    """The child process's loop: ``(request_id, method, args)`` in, ``(request_id, result,
+    error, stats)`` out; ``None`` ends it. Errors travel as ``(type name, message)``."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        service = EngineService(bundle, db, num_threads)
+    except TvrecError as e:
+        conn.send(("ready", None, (type(e).__name__, str(e)), None))
+        return
+    conn.send(("ready", None, None, service.stats()))
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            break
+        if msg is None:
+            break
+        req_id, method, args = msg
+        result, error = None, None
+        try:
+            if method not in METHODS:
+                raise AttributeError(f"the engine has no request {method!r}")
+            result = getattr(service, method)(*args)
+        except TvrecError as e:
+            error = (type(e).__name__, str(e))
+        except Exception as e:  # a bug: report it, keep serving
+            error = (type(e).__name__, f"{type(e).__name__}: {e}")
+        conn.send((req_id, result, error, service.stats()))
+    service.engine.close()

@@ -1,0 +1,67 @@
+"""Poster art for programmes that have none: drawn from the item id and its genre.
+
+The demo catalog has titles and genres but no artwork, and a box shows *something* on every
+card. Each poster is a gradient in the genre's colour with a few soft shapes placed by a hash of
+the item id -- the same programme always gets the same poster, neighbours in a row look
+different, and a genre is recognisable at a glance from the sofa.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter, QPixmap, QRadialGradient
+
+from simulator.theme import genre_colour
+
+_CACHE: dict[tuple[str, int, int], QPixmap] = {}
+_CACHE_LIMIT = 512
+
+
+def _rng(item_id: str):
+    digest = hashlib.sha256(item_id.encode()).digest()
+    return iter(digest)
+
+
+def poster(item_id: str, genres: tuple[str, ...], width: int, height: int) -> QPixmap:
+    """The poster of an item at a size (cached)."""
+    key = (item_id, width, height)
+    pix = _CACHE.get(key)
+    if pix is not None:
+        return pix
+    if len(_CACHE) >= _CACHE_LIMIT:
+        _CACHE.clear()
+    img = QImage(width, height, QImage.Format_ARGB32_Premultiplied)
+    img.fill(Qt.transparent)
+    p = QPainter(img)
+    p.setRenderHint(QPainter.Antialiasing)
+    base = genre_colour(genres[0] if genres else "")
+    grad = QLinearGradient(0, 0, width, height)
+    grad.setColorAt(0.0, base.lighter(135))
+    grad.setColorAt(1.0, base.darker(220))
+    p.fillRect(QRectF(0, 0, width, height), grad)
+    rnd = _rng(item_id)
+    for _ in range(4):
+        cx = next(rnd) / 255 * width
+        cy = next(rnd) / 255 * height
+        r = (0.15 + next(rnd) / 255 * 0.45) * height
+        c = QColor(base).lighter(150 + next(rnd) % 80)
+        c.setAlpha(90)
+        rg = QRadialGradient(QPointF(cx, cy), r)
+        rg.setColorAt(0.0, c)
+        c2 = QColor(c)
+        c2.setAlpha(0)
+        rg.setColorAt(1.0, c2)
+        p.setBrush(rg)
+        p.setPen(Qt.NoPen)
+        p.drawEllipse(QPointF(cx, cy), r, r)
+    # A dark foot so text laid over the poster (badges) stays readable.
+    foot = QLinearGradient(0, height * 0.55, 0, height)
+    foot.setColorAt(0.0, QColor(0, 0, 0, 0))
+    foot.setColorAt(1.0, QColor(0, 0, 0, 150))
+    p.fillRect(QRectF(0, height * 0.55, width, height * 0.45), foot)
+    p.end()
+    pix = QPixmap.fromImage(img)
+    _CACHE[key] = pix
+    return pix

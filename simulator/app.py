@@ -95,9 +95,13 @@ class TvView(QWidget):
         self._timer.timeout.connect(self._tick)
         self._timer.start(TICK_MS)
         client.answered.connect(self._on_answer)  # a bound slot: disconnected with the view
-        client.call("seed_demo", on_result=self._profiles_ready, on_error=self._fatal)
+        self.call("seed_demo", on_result=self._profiles_ready, on_error=self._fatal)
 
     # ------------------------------------------------------------------ startup and profiles
+
+    def call(self, method: str, *args, on_result=None, on_error=None) -> int:
+        """Ask the engine; the answer is dropped if this view is gone by then."""
+        return self.client.call(method, *args, on_result=on_result, on_error=on_error, owner=self)
 
     def _on_answer(self, *_args) -> None:
         self.update()
@@ -105,7 +109,7 @@ class TvView(QWidget):
     def _profiles_ready(self, profiles) -> None:
         known = {pid: name for pid, name, _ in profiles}
         if self.profile and self.profile not in known:
-            self.client.call("add_profile", self.profile, self.profile, on_result=self._profiles_ready)
+            self.call("add_profile", self.profile, self.profile, on_result=self._profiles_ready)
             return
         if not self.profile:
             self.profile = profiles[0][0]
@@ -161,7 +165,7 @@ class TvView(QWidget):
         """Open the player for a card (asks the engine where its recording is first)."""
         def open_player(path):
             self.push(PlayerScreen(self, card, start, path))
-        self.client.call("media_path", card.item_id, on_result=open_player,
+        self.call("media_path", card.item_id, on_result=open_player,
                          on_error=lambda e: open_player(None))
 
     # ------------------------------------------------------------------ the remote
@@ -459,7 +463,7 @@ def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "e
         tv = TvView(client, resolution=resolution, hardware=hardware, profile=profile,
                     play_through_s=play_through_s)
         if media:
-            tv.client.call("add_media_dir", str(media),
+            tv.call("add_media_dir", str(media),
                            on_result=lambda r: _media_report(tv, r), on_error=lambda e: tv.toast(str(e)))
         if screenshot is not None:
             ready = wait_until(lambda: tv.home_screen is not None and tv.home_screen.rows is not None

@@ -18,6 +18,7 @@ import queue
 import threading
 from typing import Any, Callable
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from device import errors as device_errors
@@ -40,13 +41,15 @@ class EngineClient(QObject):
 
     Signals
     -------
-    answered(request_id, result, error, stats)
-        Every answer (the overlay listens for ``stats``).
+    answered((request_id, result, error, stats))
+        Every answer, as one tuple (the overlay listens for ``stats``). One tuple, not four
+        arguments: PySide6 on Python 3.11 miscounts references when ``None`` travels as an
+        ``object`` signal argument across threads, which crashed the interpreter at exit.
     ready(stats)
         The engine process has opened the bundle and the database.
     """
 
-    answered = Signal(int, object, object, object)
+    answered = Signal(object)
     ready = Signal(object)
 
     def __init__(self, bundle: str, db: str, *, num_threads: int = 1, parent: QObject | None = None):
@@ -77,13 +80,16 @@ class EngineClient(QObject):
         return self._pending > 0
 
     def call(self, method: str, *args: Any, on_result: Callable[[Any], None] | None = None,
-             on_error: Callable[[Exception], None] | None = None) -> int:
-        """Queue a request; returns its id. ``on_result``/``on_error`` run on the Qt thread."""
+             on_error: Callable[[Exception], None] | None = None,
+             owner: QObject | None = None) -> int:
+        """Queue a request; returns its id. ``on_result``/``on_error`` run on the Qt thread,
+        unless ``owner`` (the widget that asked) has been destroyed by the time the answer
+        arrives: a closed screen must not be painted into."""
         req_id = next(self._ids)
-        self._callbacks[req_id] = (on_result, on_error)
+        self._callbacks[req_id] = (on_result, on_error, owner)
         self._pending += 1
         if self._closed:
-            self.answered.emit(req_id, None, ("EngineUnavailableError", "the engine has stopped"), {})
+            self.answered.emit((req_id, None, ("EngineUnavailableError", "the engine has stopped"), {}))
         else:
             self._requests.put((req_id, method, args))
         return req_id
@@ -110,7 +116,7 @@ class EngineClient(QObject):
         if error is not None:
             self.error = _error_from(*error)
             self._closed = True
-        self.answered.emit(0, None, error, stats or {})
+        self.answered.emit((0, None, error, stats or {}))
         while True:
             msg = self._requests.get()
             if msg is None:
@@ -121,25 +127,28 @@ class EngineClient(QObject):
                 return
             req_id = msg[0]
             if self.error is not None:
-                self.answered.emit(req_id, None, ("EngineUnavailableError", str(self.error)), {})
+                self.answered.emit((req_id, None, ("EngineUnavailableError", str(self.error)), {}))
                 continue
             try:
                 self._conn.send(msg)
                 _, result, error, stats = self._conn.recv()
             except (EOFError, OSError, BrokenPipeError):
                 self.error = EngineUnavailableError("the engine process stopped unexpectedly")
-                self.answered.emit(req_id, None, ("EngineUnavailableError", str(self.error)), {})
+                self.answered.emit((req_id, None, ("EngineUnavailableError", str(self.error)), {}))
                 continue
-            self.answered.emit(req_id, result, error, stats)
+            self.answered.emit((req_id, result, error, stats))
 
-    def _dispatch(self, req_id: int, result: Any, error: Any, stats: Any) -> None:
+    def _dispatch(self, answer: tuple) -> None:
+        req_id, result, error, stats = answer
         if stats:
             self.stats = dict(stats)
         if req_id == 0:  # the engine's hello
             self.ready.emit(self.stats)
             return
-        on_result, on_error = self._callbacks.pop(req_id, (None, None))
+        on_result, on_error, owner = self._callbacks.pop(req_id, (None, None, None))
         self._pending -= 1
+        if owner is not None and not shiboken6.isValid(owner):
+            return
         if error is not None:
             exc = _error_from(*error)
             if on_error is not None:

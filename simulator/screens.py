@@ -3,7 +3,7 @@
 Each screen holds its own state and focus, reacts to remote buttons (:meth:`Screen.press`),
 moves its animations on (:meth:`Screen.tick`) and paints itself at the theme's resolution
 (:meth:`Screen.paint`). The app (:mod:`simulator.app`) owns the stack of screens, the engine
-client and the overlay; screens ask it for what they need (``self.app.client.call(...)``).
+client and the overlay; screens ask it for what they need (``self.app.call(...)``).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class HomeScreen(Screen):
         """Ask the engine for this profile's rows (the old ones stay on screen meanwhile)."""
         self._request += 1
         token = self._request
-        self.app.client.call("home", self.app.profile,
+        self.app.call("home", self.app.profile,
                              on_result=lambda rows: self._set_rows(rows, token),
                              on_error=lambda e: self._failed(e, token))
 
@@ -320,12 +320,12 @@ class DetailsScreen(Screen):
         self.resume_at = 0.0
         self._x = 0.0
         self.verdict: str | None = None
-        app.client.call("similar", card.item_id, on_result=self._set_similar,
+        app.call("similar", card.item_id, on_result=self._set_similar,
                         on_error=lambda e: app.toast(str(e)))
-        app.client.call("media_path", card.item_id, on_result=self._set_media)
+        app.call("media_path", card.item_id, on_result=self._set_media)
 
     def shown(self) -> None:
-        self.app.client.call("resume_position", self.app.profile, self.card.item_id,
+        self.app.call("resume_position", self.app.profile, self.card.item_id,
                              on_result=self._set_resume)
 
     def _set_resume(self, pos: float) -> None:
@@ -357,7 +357,7 @@ class DetailsScreen(Screen):
                 if action == "play":
                     self.app.play(self.card, self.resume_at)
                 else:
-                    self.app.client.call(
+                    self.app.call(
                         "record", self.app.profile, self.card.item_id, action,
                         on_result=lambda eid, a=action: self._rated(a, eid),
                         on_error=lambda e: self.app.toast(str(e)))
@@ -469,7 +469,7 @@ class PlayerScreen(Screen):
 
     def _record(self, events: Sequence[tuple[str, float | None]]) -> None:
         for kind, pos in events:
-            self.app.client.call("record", self.app.profile, self.card.item_id, kind, pos,
+            self.app.call("record", self.app.profile, self.card.item_id, kind, pos,
                                  on_error=lambda e: self.app.toast(str(e)))
         if self.playback.finished:
             self.app.toast(f"Finished: {self.card.title}")
@@ -613,7 +613,7 @@ class SettingsScreen(ListScreen):
         super().__init__(app)
         self.paused: bool | None = None
         self._sync()
-        app.client.call("profiles", on_result=self._set_profiles)
+        app.call("profiles", on_result=self._set_profiles)
 
     def _set_profiles(self, profiles) -> None:
         for pid, _, paused in profiles:
@@ -636,10 +636,10 @@ class SettingsScreen(ListScreen):
             i = HARDWARE_PROFILES.index(app.hardware)
             app.set_hardware(HARDWARE_PROFILES[(i + 1) % len(HARDWARE_PROFILES)])
         elif index == 1 and self.paused is not None:
-            app.client.call("set_paused", app.profile, not self.paused,
+            app.call("set_paused", app.profile, not self.paused,
                             on_result=self._set_paused, on_error=lambda e: app.toast(str(e)))
         elif index == 2:
-            app.client.call("clear", app.profile,
+            app.call("clear", app.profile,
                             on_result=lambda n: app.toast(f"Cleared {n} events of {app.profile_name}"),
                             on_error=lambda e: app.toast(str(e)))
         elif index == 3:
@@ -660,7 +660,7 @@ class ProfilesScreen(ListScreen):
         super().__init__(app)
         self.profiles: list[tuple[str, str, bool]] = []
         self._sync()
-        app.client.call("profiles", on_result=self._set_profiles)
+        app.call("profiles", on_result=self._set_profiles)
 
     def _set_profiles(self, profiles) -> None:
         self.profiles = list(profiles)
@@ -684,5 +684,5 @@ class ProfilesScreen(ListScreen):
         n = len(self.profiles) + 1
         while f"viewer{n}" in taken:
             n += 1
-        self.app.client.call("add_profile", f"viewer{n}", f"Viewer {n}",
+        self.app.call("add_profile", f"viewer{n}", f"Viewer {n}",
                              on_result=self._set_profiles, on_error=lambda e: self.app.toast(str(e)))

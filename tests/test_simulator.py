@@ -299,3 +299,53 @@ def test_cli_refuses_an_unknown_key(tmp_path, demo_bundle):
          "--script", "down,jump"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("tvrec sim: --script: unknown key 'jump'")
+
+
+def test_the_on_screen_remote_drives_the_tv(qtbot, client):
+    from simulator.app import MainWindow
+
+    tv = TvView(client, profile="remote", resolution="720p")
+    window = MainWindow(tv)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: tv.home_screen is not None and tv.home_screen.rows is not None,
+                    timeout=60_000)
+    wait_idle(tv)
+    qtbot.mouseClick(window.remote.buttons["right"], Qt.LeftButton)
+    assert tv.home_screen.grid.position == (1, 1)
+    qtbot.mouseClick(window.remote.buttons["ok"], Qt.LeftButton)
+    assert isinstance(tv.screen, DetailsScreen)
+    qtbot.mouseClick(window.remote.buttons["back"], Qt.LeftButton)
+    assert tv.screen is tv.home_screen
+    qtbot.mouseClick(window.remote.buttons["info"], Qt.LeftButton)
+    assert tv.overlay_on
+
+
+def test_cli_refuses_a_damaged_bundle_in_one_line(tmp_path, demo_bundle):
+    import shutil
+
+    bad = tmp_path / "bundle"
+    shutil.copytree(demo_bundle, bad)
+    (bad / "item_ids.npy").write_bytes(b"truncated")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tvrec.cli", "sim", "--bundle", str(bad), "--screenshot",
+         str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and not (tmp_path / "x.png").exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tvrec sim: ") and "item_ids.npy" in lines[0]
+
+
+def test_qt_bindings_keep_none_alive():
+    """PySide6 6.12.0 on CPython 3.11 loses a reference to None on every void call; a few
+    thousand paints later the interpreter dies. Guard the pinned version against that."""
+    import gc
+
+    from PySide6.QtGui import QFont
+
+    font = QFont()
+    gc.collect()
+    before = sys.getrefcount(None)
+    for _ in range(1000):
+        font.setBold(True)
+    gc.collect()
+    assert sys.getrefcount(None) - before > -50

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter, QPixmap, QRadialGradient
+from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPixmap, QRadialGradient
 
 from simulator.theme import genre_colour
 
@@ -24,9 +24,11 @@ def _rng(item_id: str):
     return iter(digest)
 
 
-def poster(item_id: str, genres: tuple[str, ...], width: int, height: int) -> QPixmap:
-    """The poster of an item at a size (cached)."""
-    key = (item_id, width, height)
+def poster(item_id: str, genres: tuple[str, ...], width: int, height: int,
+           title: str | None = None) -> QPixmap:
+    """The poster of an item at a size (cached); ``title`` is lettered on it (without an
+    episode number: the series name is what a poster shows)."""
+    key = (item_id, width, height, bool(title))
     pix = _CACHE.get(key)
     if pix is not None:
         return pix
@@ -37,6 +39,12 @@ def poster(item_id: str, genres: tuple[str, ...], width: int, height: int) -> QP
     p = QPainter(img)
     p.setRenderHint(QPainter.Antialiasing)
     base = genre_colour(genres[0] if genres else "")
+    # Each series gets its own shade of the genre's colour (hash of its name).
+    series = (title or item_id).split("#")[0].strip()
+    shade = int(hashlib.sha1(series.encode()).hexdigest()[:4], 16)
+    h, s_, v, _ = base.getHsv()
+    base = QColor.fromHsv((h + shade % 50 - 25) % 360, min(255, max(60, s_ + shade % 60 - 30)),
+                          min(255, max(70, v + (shade >> 8) % 50 - 25)))
     grad = QLinearGradient(0, 0, width, height)
     grad.setColorAt(0.0, base.lighter(135))
     grad.setColorAt(1.0, base.darker(220))
@@ -61,6 +69,15 @@ def poster(item_id: str, genres: tuple[str, ...], width: int, height: int) -> QP
     foot.setColorAt(0.0, QColor(0, 0, 0, 0))
     foot.setColorAt(1.0, QColor(0, 0, 0, 150))
     p.fillRect(QRectF(0, height * 0.55, width, height * 0.45), foot)
+    if title:
+        font = QFont("DejaVu Serif" if shade % 2 else "DejaVu Sans")
+        font.setBold(True)
+        font.setPixelSize(max(8, int(height * 0.15)))
+        p.setFont(font)
+        p.setPen(QColor(255, 255, 255, 235))
+        margin = width * 0.07
+        p.drawText(QRectF(margin, height * 0.3, width - 2 * margin, height * 0.62),
+                   Qt.AlignLeft | Qt.AlignBottom | Qt.TextWordWrap, series)
     p.end()
     pix = QPixmap.fromImage(img)
     _CACHE[key] = pix

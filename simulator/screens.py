@@ -81,7 +81,7 @@ def paint_card(p: QPainter, th: T.Theme, card: Card, x: float, y: float, focused
     path.addRoundedRect(rect, th.px(10), th.px(10))
     p.save()
     p.setClipPath(path, Qt.IntersectClip)
-    p.drawPixmap(rect.toRect(), poster(card.item_id, card.genres, int(pw), int(ph)))
+    p.drawPixmap(rect.toRect(), poster(card.item_id, card.genres, int(pw), int(ph), card.title))
     p.restore()
     if card.genres:
         draw_text(p, QRectF(px + th.px(14), py + th.px(10), pw - th.px(28), th.px(32)),
@@ -397,7 +397,7 @@ class DetailsScreen(Screen):
         art_w = int(th.width * 0.5)
         art_h = int(art_w * 9 / 16)
         art = QRectF(th.width - art_w, 0, art_w, art_h)
-        p.drawPixmap(art.toRect(), poster(c.item_id, c.genres, art_w, art_h))
+        p.drawPixmap(art.toRect(), poster(c.item_id, c.genres, art_w, art_h, c.title))
         p.fillRect(art, QColor(16, 19, 24, 110))
         draw_text(p, QRectF(x0, y0 + th.px(20), th.width * 0.5 - x0 - th.px(24), th.px(80)), c.title,
                   th.font(T.Theme.TEXT_TITLE, True), T.TEXT)
@@ -532,7 +532,7 @@ class PlayerScreen(Screen):
             art_w = int(th.width * 0.6)
             art_h = int(art_w * 9 / 16)
             rect = QRectF((th.width - art_w) / 2, th.safe_y + th.px(40), art_w, art_h)
-            p.drawPixmap(rect.toRect(), poster(c.item_id, c.genres, art_w, art_h))
+            p.drawPixmap(rect.toRect(), poster(c.item_id, c.genres, art_w, art_h, c.title))
             draw_text(p, QRectF(0, rect.bottom() + th.px(20), th.width, th.px(40)),
                       "No recording of this programme on the box: simulated playback",
                       th.font(T.Theme.TEXT_SMALL), T.TEXT_DIM, Qt.AlignCenter)

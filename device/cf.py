@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -116,35 +116,78 @@ class ItemIndex:
 
 
 _FDS: dict[str, int] = {}
-#: Below this size a table is cheaper to read through the mapping (all of it fits in a few
-#: MB anyway); above it, rows are read with pread (see gather_rows).
-PREAD_MIN_BYTES = 4 << 20
+#: Below this size a column is cheaper to read through the mapping (all of it is resident in
+#: a few faults anyway); above it, rows are read with pread (see gather_rows). The kernel maps
+#: page-cache folios of up to 2 MB whole on one fault (measured: one title read of a 100k-item
+#: bundle made 2 MB of the column resident), so the cut is at 1 MB.
+PREAD_MIN_BYTES = 1 << 20
+#: Rows read per pread when many rows of a table are gathered at once (see gather_rows).
+_STREAM_BYTES = 256 << 10
+
+
+def _pread_source(arr: np.ndarray) -> tuple[int, int] | None:
+    """``(fd, row_bytes)`` when ``arr`` is a large C-contiguous memmap worth reading by pread."""
+    name = getattr(arr, "filename", None)
+    if not (isinstance(arr, np.memmap) and name and arr.ndim >= 1 and arr.flags.c_contiguous
+            and arr.base is not None and arr.nbytes > PREAD_MIN_BYTES
+            and hasattr(os, "preadv")):
+        return None
+    fd = _FDS.get(name)
+    if fd is None:
+        fd = _FDS[name] = os.open(name, os.O_RDONLY)
+    return fd, arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+
+
+def read_row(arr: np.ndarray, row: int) -> Any:
+    """``arr[row]`` (a scalar for a 1-D column), read with one ``pread`` for a large memmap
+    (see :func:`gather_rows`)."""
+    src = _pread_source(arr)
+    if src is None or not 0 <= row < arr.shape[0]:
+        return arr[row]
+    fd, row_bytes = src
+    data = os.pread(fd, row_bytes, arr.offset + row * row_bytes)
+    if len(data) != row_bytes:
+        return arr[row]  # file changed under us: fall back to the mapping
+    out = np.frombuffer(data, dtype=arr.dtype).reshape(arr.shape[1:])
+    return out[()] if arr.ndim == 1 else out
 
 
 def gather_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``arr[rows]`` as a new array; for a memory-mapped 2-D table, read with ``pread``.
+    """``arr[rows]`` as a new array; for a large memory-mapped table, read with ``pread``.
 
     Faulting a few hundred scattered rows in through the mapping makes the kernel map the
-    pages around each one too (fault-around), so at 100k items a single profile's score
-    added ~48 MB of file pages to the process's resident set. Reading the rows with one
-    ``pread`` each touches only the page cache: the same bytes, none of them resident in
-    the process.
+    pages around each one too (fault-around, whole large folios), so at 100k items a single
+    profile's score added ~48 MB of file pages to the process's resident set. Reading the rows
+    with ``pread`` touches only the page cache: the same bytes, none of them resident in the
+    process. Few rows are read one ``pread`` each; many (e.g. every cold item) by streaming
+    the file through a small buffer, in order.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    name = getattr(arr, "filename", None)
-    if not (isinstance(arr, np.memmap) and name and arr.ndim == 2 and arr.flags.c_contiguous
-            and arr.base is not None and arr.nbytes > PREAD_MIN_BYTES and hasattr(os, "preadv")):
+    src = _pread_source(arr)
+    if src is None:
         return np.asarray(arr[rows])
-    out = np.empty((len(rows), arr.shape[1]), dtype=arr.dtype)
+    fd, row_bytes = src
+    out = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
     if len(rows) == 0:
         return out
     if ((rows < 0) | (rows >= arr.shape[0])).any():
         raise IndexError(f"row index out of range for {arr.shape[0]} rows")
-    fd = _FDS.get(name)
-    if fd is None:
-        fd = _FDS[name] = os.open(name, os.O_RDONLY)
-    row_bytes = arr.shape[1] * arr.itemsize
     view = out.view(np.uint8).reshape(len(rows), row_bytes)
+    chunk = max(1, _STREAM_BYTES // row_bytes)
+    blocks = np.unique(rows // chunk)
+    if len(rows) > 16 * len(blocks):  # dense: stream the blocks that hold rows
+        buf = np.empty(chunk * row_bytes, dtype=np.uint8)
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        bounds = np.searchsorted(srt, np.append(blocks, blocks[-1] + 1) * chunk)
+        for b, lo, hi in zip(blocks.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
+            first = b * chunk
+            n = min(chunk, arr.shape[0] - first) * row_bytes
+            if os.preadv(fd, [buf[:n]], arr.offset + first * row_bytes) != n:
+                return np.asarray(arr[rows])
+            block = buf[:n].reshape(-1, row_bytes)
+            view[order[lo:hi]] = block[srt[lo:hi] - first]
+        return out
     for i, r in enumerate(rows.tolist()):
         if os.preadv(fd, [view[i]], arr.offset + r * row_bytes) != row_bytes:
             return np.asarray(arr[rows])  # file changed under us: fall back to the mapping

@@ -165,7 +165,9 @@ class _Genres(Sequence):
     """Read-only sequence of genre lists over an int16 code column and its vocabulary."""
 
     def __init__(self, codes: np.ndarray, vocab: list[str]):
-        self._c, self._v = codes, vocab
+        # A plain ndarray view of the mapping: np.memmap's per-item __getitem__ and
+        # __array_finalize__ cost more than the decoding itself.
+        self._c, self._v = np.asarray(codes), vocab
 
     def __len__(self) -> int:
         return len(self._c)
@@ -215,6 +217,16 @@ class BundleItems:
         """Title per row, read from the memory-mapped column on access (schema 2: a
         100k-item catalog's titles never become 100k Python objects)."""
         return _Titles(self._titles)
+
+    @property
+    def genre_codes(self) -> np.ndarray:
+        """int16 ``[N, G]`` codes into :attr:`genre_vocab` (primary first, -1 padding)."""
+        return self._genre_codes
+
+    @property
+    def genre_vocab(self) -> list[str]:
+        """The genre names the codes index."""
+        return self._genre_vocab
 
     @cached_property
     def genres(self) -> _Genres:

@@ -97,16 +97,37 @@ class ItemIndex:
         self.item_ids = ids
         self._sorted = bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
         self._row = None if self._sorted else {str(item): row for row, item in enumerate(ids)}
+        # Ids looked up recently (the history, the shown cards: the same few hundred on every
+        # home screen) -> row. A string binary search costs ~1 us per id, a dict hit ~0.05.
+        self._memo: dict[str, int] = {}
+
+    #: Bound of the memo of recent lookups (a few hundred KB at most).
+    MEMO_MAX = 4096
 
     def rows(self, ids: Iterable[str]) -> np.ndarray:
         if self._row is not None:
             get = self._row.get
             return np.fromiter((get(str(i), -1) for i in ids), dtype=np.int64)
-        want = np.asarray([str(i) for i in ids], dtype=str)  # its own width: no truncation
-        if len(want) == 0 or len(self.item_ids) == 0:
-            return np.full(len(want), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.item_ids, want), len(self.item_ids) - 1)
-        return np.where(self.item_ids[pos] == want, pos, -1).astype(np.int64)
+        want = [str(i) for i in ids]
+        memo = self._memo
+        out = np.fromiter((memo.get(w, -2) for w in want), dtype=np.int64, count=len(want))
+        miss = np.flatnonzero(out == -2)
+        if len(miss):
+            missing = [want[i] for i in miss.tolist()]
+            found = self._search(missing)
+            out[miss] = found
+            if len(memo) + len(missing) > self.MEMO_MAX:
+                memo.clear()
+            if len(missing) <= self.MEMO_MAX:
+                memo.update(zip(missing, found.tolist()))
+        return out
+
+    def _search(self, want: list[str]) -> np.ndarray:
+        want_arr = np.asarray(want, dtype=str)  # its own width: no truncation
+        if len(want_arr) == 0 or len(self.item_ids) == 0:
+            return np.full(len(want_arr), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.item_ids, want_arr), len(self.item_ids) - 1)
+        return np.where(self.item_ids[pos] == want_arr, pos, -1).astype(np.int64)
 
     def __contains__(self, item_id: object) -> bool:
         return bool(self.rows([str(item_id)])[0] >= 0)
@@ -121,6 +142,9 @@ _FDS: dict[str, int] = {}
 #: page-cache folios of up to 2 MB whole on one fault (measured: one title read of a 100k-item
 #: bundle made 2 MB of the column resident), so the cut is at 1 MB.
 PREAD_MIN_BYTES = 1 << 20
+#: Rows of each large table kept after a pread (the history's rows, read by every home()).
+ROW_CACHE_ROWS = 2048
+_ROWS: dict[str, dict[int, bytes]] = {}
 #: Rows read per pread when many rows of a table are gathered at once (see gather_rows).
 _STREAM_BYTES = 256 << 10
 
@@ -175,7 +199,7 @@ def gather_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     view = out.view(np.uint8).reshape(len(rows), row_bytes)
     chunk = max(1, _STREAM_BYTES // row_bytes)
     blocks = np.unique(rows // chunk)
-    if len(rows) > 16 * len(blocks):  # dense: stream the blocks that hold rows
+    if len(rows) > ROW_CACHE_ROWS // 2 and len(rows) > 16 * len(blocks):  # dense: stream
         buf = np.empty(chunk * row_bytes, dtype=np.uint8)
         order = np.argsort(rows, kind="stable")
         srt = rows[order]
@@ -188,9 +212,21 @@ def gather_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
             block = buf[:n].reshape(-1, row_bytes)
             view[order[lo:hi]] = block[srt[lo:hi] - first]
         return out
-    for i, r in enumerate(rows.tolist()):
-        if os.preadv(fd, [view[i]], arr.offset + r * row_bytes) != row_bytes:
-            return np.asarray(arr[rows])  # file changed under us: fall back to the mapping
+    # Few rows: one pread each, remembered (bundles are immutable; the same history rows are
+    # read on every home screen).
+    cache = _ROWS.setdefault(arr.filename, {})
+    parts = []
+    for r in rows.tolist():
+        data = cache.get(r)
+        if data is None:
+            data = os.pread(fd, row_bytes, arr.offset + r * row_bytes)
+            if len(data) != row_bytes:
+                return np.asarray(arr[rows])  # file changed under us: fall back to the mapping
+            if len(cache) >= ROW_CACHE_ROWS:
+                cache.clear()
+            cache[r] = data
+        parts.append(data)
+    view[:] = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(rows), row_bytes)
     return out
 
 
@@ -286,11 +322,12 @@ def recommend(
     contrib = gather_rows(table.weights, rows[known]) * aff[known][:, None]
     scores = _scores(nb, contrib, table.n_items)
     # Only items some history item actually points to are CF recommendations.
-    masked = np.where(allowed & (scores > 0), scores, -np.inf)
-    k = min(n, int(np.isfinite(masked).sum()))
+    # Rank only those (at most H x K rows), not the whole catalog.
+    cand = np.flatnonzero(allowed & (scores > 0))
+    k = min(n, len(cand))
     if k == 0:
         return _popular(table, allowed, n)
-    top = _top_k(masked, k, table.popularity)
+    top = cand[_top_k(scores[cand], k, np.asarray(table.popularity)[cand])]
     because = _top_contributors(table, rows[known], nb, contrib, top)
     recs = [
         Recommendation(str(table.item_ids[r]), float(scores[r]), because[j])
@@ -304,7 +341,7 @@ def recommend(
 
 
 def _top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
-    """Rows of the k largest scores, descending, ties by ``tiebreak`` then by row."""
+    """Positions of the k largest scores, descending, ties by ``tiebreak`` then by position."""
     if k < len(scores):
         part = np.argpartition(-scores, k - 1)[:k]
         # Items tied with the k-th score may have been cut arbitrarily: include them all.

@@ -244,7 +244,7 @@ class BundleItems:
 
     def record(self, row: int) -> dict[str, Any]:
         """Row ``row`` as a dict for :meth:`device.history.History.upsert_items`."""
-        return {"id": str(self.ids[row]), "title": self.titles[row],
+        return {"id": str(read_row(self.ids, int(row))), "title": self.titles[row],
                 "genres": list(self.genres[row]), "duration": float(self.durations[row])}
 
     def records(self) -> list[dict[str, Any]]:

@@ -88,15 +88,30 @@ class ItemIndex:
     When the ids are sorted (bundles write them so) lookups are a binary search over the
     (possibly memory-mapped) id array itself: no per-item Python objects, which for a
     100k-item catalog saves ~13 MB and the time to build a dict. Otherwise a dict is built.
+    A large memory-mapped id column is never touched through its mapping (which would make
+    all of it resident, see :func:`gather_rows`): it is scanned once by pread, keeping every
+    :attr:`SAMPLE`-th id in memory, and a lookup reads one block of ids.
     """
 
+    #: One id in this many is kept in memory for a large memory-mapped id column.
+    SAMPLE = 64
+
     def __init__(self, item_ids: Sequence[str]):
-        ids = np.asarray(item_ids)
-        if ids.dtype.kind != "U":
-            ids = ids.astype(str)
-        self.item_ids = ids
-        self._sorted = bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
-        self._row = None if self._sorted else {str(item): row for row, item in enumerate(ids)}
+        self._paged = isinstance(item_ids, np.memmap) and item_ids.dtype.kind == "U" \
+            and item_ids.ndim == 1 and _pread_source(item_ids) is not None
+        if self._paged:
+            self.item_ids = item_ids
+            self._sorted, self._keys = self._scan(item_ids)
+        else:
+            ids = np.asarray(item_ids)
+            if ids.dtype.kind != "U":
+                ids = ids.astype(str)
+            self.item_ids = ids
+            self._sorted = bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
+        if self._sorted:
+            self._row = None
+        else:
+            self._row = {str(item): row for row, item in enumerate(np.asarray(self.item_ids))}
         # Ids looked up recently (the history, the shown cards: the same few hundred on every
         # home screen) -> row. A string binary search costs ~1 us per id, a dict hit ~0.05.
         self._memo: dict[str, int] = {}
@@ -126,8 +141,32 @@ class ItemIndex:
         want_arr = np.asarray(want, dtype=str)  # its own width: no truncation
         if len(want_arr) == 0 or len(self.item_ids) == 0:
             return np.full(len(want_arr), -1, dtype=np.int64)
+        if self._paged:
+            return self._search_paged(want_arr)
         pos = np.minimum(np.searchsorted(self.item_ids, want_arr), len(self.item_ids) - 1)
         return np.where(self.item_ids[pos] == want_arr, pos, -1).astype(np.int64)
+
+    def _scan(self, ids: np.ndarray) -> tuple[bool, np.ndarray]:
+        """(sorted?, every SAMPLE-th id), reading the column in blocks by pread."""
+        step = self.SAMPLE * max(1, (256 << 10) // (self.SAMPLE * ids.itemsize))
+        keys, ok, last = [], True, None
+        for lo in range(0, len(ids), step):
+            block = read_range(ids, lo, min(len(ids), lo + step))
+            ok = ok and bool(np.all(block[1:] > block[:-1])) and (last is None or block[0] > last)
+            last = block[-1]
+            keys.append(block[:: self.SAMPLE].copy())
+        return ok, (np.concatenate(keys) if keys else ids[:0].copy())
+
+    def _search_paged(self, want: np.ndarray) -> np.ndarray:
+        out = np.full(len(want), -1, dtype=np.int64)
+        block = np.searchsorted(self._keys, want, side="right") - 1  # keys[b] <= w < keys[b+1]
+        for b in np.unique(block[block >= 0]).tolist():
+            at = np.flatnonzero(block == b)
+            lo = b * self.SAMPLE
+            ids = read_range(self.item_ids, lo, min(len(self.item_ids), lo + self.SAMPLE))
+            pos = np.minimum(np.searchsorted(ids, want[at]), len(ids) - 1)
+            out[at] = np.where(ids[pos] == want[at], lo + pos, -1)
+        return out
 
     def __contains__(self, item_id: object) -> bool:
         return bool(self.rows([str(item_id)])[0] >= 0)
@@ -174,6 +213,19 @@ def read_row(arr: np.ndarray, row: int) -> Any:
         return arr[row]  # file changed under us: fall back to the mapping
     out = np.frombuffer(data, dtype=arr.dtype).reshape(arr.shape[1:])
     return out[()] if arr.ndim == 1 else out
+
+
+def read_range(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``arr[lo:hi]`` as a new array, read with one ``pread`` for a large memmap."""
+    src = _pread_source(arr)
+    if src is None:
+        return np.array(arr[lo:hi])
+    fd, row_bytes = src
+    out = np.empty((max(0, hi - lo),) + arr.shape[1:], dtype=arr.dtype)
+    n = out.nbytes
+    if n and os.preadv(fd, [out.view(np.uint8).reshape(-1)], arr.offset + lo * row_bytes) != n:
+        return np.array(arr[lo:hi])  # file changed under us: fall back to the mapping
+    return out
 
 
 def gather_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -330,7 +382,7 @@ def recommend(
     top = cand[_top_k(scores[cand], k, np.asarray(table.popularity)[cand])]
     because = _top_contributors(table, rows[known], nb, contrib, top)
     recs = [
-        Recommendation(str(table.item_ids[r]), float(scores[r]), because[j])
+        Recommendation(str(read_row(table.item_ids, r)), float(scores[r]), because[j])
         for j, r in enumerate(top)
     ]
     if len(recs) < n:  # top up with popular items so a row is never short
@@ -359,7 +411,7 @@ def _popular(table: NeighbourTable, allowed: np.ndarray, n: int) -> list[Recomme
     if k <= 0:
         return []
     top = _top_k(pop, k, np.zeros(len(pop)))
-    return [Recommendation(str(table.item_ids[r]), float(pop[r]), None) for r in top]
+    return [Recommendation(str(read_row(table.item_ids, r)), float(pop[r]), None) for r in top]
 
 
 def _top_contributors(
@@ -386,7 +438,7 @@ def _top_contributors(
     best[s_sorted[first]] = sel_contrib[order][first]
     best_src[s_sorted[first]] = h_idx[order][first]
     return [
-        str(table.item_ids[rows[s]]) if s >= 0 and best[j] > 0 else None
+        str(read_row(table.item_ids, int(rows[s]))) if s >= 0 and best[j] > 0 else None
         for j, s in enumerate(best_src)
     ]
 

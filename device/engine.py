@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from device.bundle import Bundle, open_bundle
-from device.cf import gather_rows, recommend
+from device.cf import _top_k, gather_rows, read_row, recommend
 from device.content import ContentEmbedder, quantize_embedding, unit
 from device.errors import BundleError, HistoryError, UnknownItemError
 from device.history import History
@@ -302,7 +302,8 @@ class Engine:
             warm = np.flatnonzero(self._warm)
             self._popular_order = warm[np.argsort(-np.asarray(pop)[warm], kind="stable")]
             head = self._popular_order[:1024]  # the part almost every call walks, as str
-            self._popular_head = [(str(ids[r]), float(pop[r])) for r in head.tolist()]
+            self._popular_head = list(zip(gather_rows(ids, head).tolist(),
+                                          np.asarray(pop)[head].astype(float).tolist()))
         out = []
         for item, score in self._popular_head:
             if item not in exclude:
@@ -310,7 +311,7 @@ class Engine:
                 if len(out) == want:
                     return out
         for r in self._popular_order[len(self._popular_head):].tolist():
-            item = str(ids[r])
+            item = str(read_row(ids, r))
             if item not in exclude:
                 out.append((item, float(pop[r])))
                 if len(out) == want:
@@ -531,7 +532,7 @@ class Engine:
             for j in np.argsort(-w, kind="stable"):
                 if nb[j] < 0 or w[j] <= 0:
                     continue
-                other = str(self.items.ids[nb[j]])
+                other = str(read_row(self.items.ids, int(nb[j])))
                 if other not in seen:
                     out.append(self.card(other, "Viewers also watched", float(w[j])))
                     seen.add(other)
@@ -542,14 +543,22 @@ class Engine:
         if not h_ids:
             return out
         q = h_emb[0]
-        all_emb = unit(self.bundle.embedding(slice(None)))
-        sims = all_emb @ q
-        cand = [(float(s), str(self.items.ids[r])) for r, s in enumerate(sims)]
+        # In blocks, read by pread, ranked with a partial sort: the whole catalog as float32
+        # plus a Python list of (score, id) cost ~20 MB at 100k items.
+        n_cat = self.bundle.n_items
+        sims = np.empty(n_cat, dtype=np.float32)
+        for lo in range(0, n_cat, 8192):
+            hi = min(n_cat, lo + 8192)
+            sims[lo:hi] = unit(self.bundle.embedding(np.arange(lo, hi))) @ q
         if len(local.item_ids):
-            cand += [(float(s), str(i)) for s, i in zip(unit(local.embeddings) @ q, local.item_ids)]
-        for s, other in sorted(cand, key=lambda t: -t[0]):
+            sims = np.concatenate([sims, unit(local.embeddings) @ q])
+        k = min(len(sims), n - len(out) + len(seen))  # at most len(seen) are skipped
+        # descending, ties in catalog-then-local order (what a stable sort gives)
+        for r in _top_k(sims, k, np.zeros(len(sims))).tolist() if k > 0 else []:
+            other = str(read_row(self.items.ids, r)) if r < n_cat \
+                else str(local.item_ids[r - n_cat])
             if other not in seen:
-                out.append(self.card(other, "Similar in look and sound", s))
+                out.append(self.card(other, "Similar in look and sound", float(sims[r])))
                 seen.add(other)
             if len(out) >= n:
                 break

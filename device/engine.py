@@ -298,10 +298,12 @@ class Engine:
         its order is sorted once and walked (O(row) per call instead of O(catalog))."""
         want = 3 * self.row_length
         ids, pop = self.items.ids, self.table.popularity
-        if self._popular_order is None:
+        if not self._popular_head:
+            # The head almost every call walks, as str, found by a partial sort (ties by row,
+            # as the stable sort of the whole order gives); the rest is sorted if ever needed.
             warm = np.flatnonzero(self._warm)
-            self._popular_order = warm[np.argsort(-np.asarray(pop)[warm], kind="stable")]
-            head = self._popular_order[:1024]  # the part almost every call walks, as str
+            wpop = np.asarray(pop)[warm]
+            head = warm[_top_k(wpop, min(1024, len(warm)), np.zeros(len(warm)))]
             self._popular_head = list(zip(gather_rows(ids, head).tolist(),
                                           np.asarray(pop)[head].astype(float).tolist()))
         out = []
@@ -310,6 +312,9 @@ class Engine:
                 out.append((item, score))
                 if len(out) == want:
                     return out
+        if self._popular_order is None:
+            warm = np.flatnonzero(self._warm)
+            self._popular_order = warm[np.argsort(-np.asarray(pop)[warm], kind="stable")]
         for r in self._popular_order[len(self._popular_head):].tolist():
             item = str(read_row(ids, r))
             if item not in exclude:

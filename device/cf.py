@@ -17,6 +17,7 @@ home screen shows as "Because you watched X".
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -203,7 +204,7 @@ def _pread_source(arr: np.ndarray) -> tuple[int, int] | None:
     fd = _FDS.get(name)
     if fd is None:
         fd = _FDS[name] = os.open(name, os.O_RDONLY)
-    return fd, arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+    return fd, arr.itemsize * math.prod(arr.shape[1:])
 
 
 def read_row(arr: np.ndarray, row: int) -> Any:
@@ -337,6 +338,8 @@ def recommend(
     exclude: Iterable[str] = (),
     index: ItemIndex | None = None,
     candidates: np.ndarray | None = None,
+    history_rows: np.ndarray | None = None,
+    exclude_rows: np.ndarray | None = None,
 ) -> list[Recommendation]:
     """Top-``n`` items for a profile, each with the history item that contributed most.
 
@@ -356,6 +359,10 @@ def recommend(
         Reuse a prebuilt id -> row map (building one costs O(N)); built if omitted.
     candidates : np.ndarray of bool, shape (N,), optional
         Only these rows may be returned (e.g. warm catalog items).
+    history_rows : np.ndarray of int, optional
+        ``index.rows(history_ids)``, when the caller already has it (-1 for unknown items).
+    exclude_rows : np.ndarray of int, optional
+        More items never to return, as table rows (negative entries are ignored).
 
     Returns
     -------
@@ -364,7 +371,7 @@ def recommend(
         no usable history gets the most popular items (``because=None``).
     """
     index = index or ItemIndex(table.item_ids)
-    rows = index.rows(history_ids)
+    rows = index.rows(history_ids) if history_rows is None else np.asarray(history_rows, np.int64)
     aff = np.asarray(affinity, dtype=np.float32)
     if len(aff) != len(rows):
         raise ValueError(f"{len(rows)} history items but {len(aff)} affinities")
@@ -372,6 +379,9 @@ def recommend(
     allowed = np.ones(table.n_items, dtype=bool) if candidates is None else candidates.copy()
     ex_rows = index.rows(exclude)
     allowed[ex_rows[ex_rows >= 0]] = False
+    if exclude_rows is not None:
+        ex_rows = np.asarray(exclude_rows, dtype=np.int64)
+        allowed[ex_rows[ex_rows >= 0]] = False
     disliked = rows[(aff < 0) & (rows >= 0)]
     allowed[disliked] = False
 
@@ -391,7 +401,8 @@ def recommend(
     if k == 0:
         return _popular(table, allowed, n)
     top = cand[_top_k(scores[cand], k, np.asarray(table.popularity)[cand])]
-    because = _top_contributors(table, rows[known], nb, contrib, top)
+    names = [str(h) for h, k in zip(history_ids, known.tolist()) if k]
+    because = _top_contributors(table, names, nb, contrib, top)
     recs = [
         Recommendation(str(read_row(table.item_ids, r)), float(scores[r]), because[j])
         for j, r in enumerate(top)
@@ -426,12 +437,13 @@ def _popular(table: NeighbourTable, allowed: np.ndarray, n: int) -> list[Recomme
 
 
 def _top_contributors(
-    table: NeighbourTable, rows: np.ndarray, nb: np.ndarray, contrib: np.ndarray,
+    table: NeighbourTable, names: Sequence[str], nb: np.ndarray, contrib: np.ndarray,
     targets: np.ndarray,
 ) -> list[str | None]:
-    """For each target row, the history row whose ``affinity * weight`` into it is largest.
+    """For each target row, the history item whose ``affinity * weight`` into it is largest.
 
-    ``nb`` and ``contrib`` are the (H, K) neighbour ids and contributions of history ``rows``.
+    ``nb`` and ``contrib`` are the (H, K) neighbour ids and contributions of the history items
+    ``names`` (their ids, which the caller has: no read of the id column).
     """
     wanted = np.full(table.n_items + 1, -1, dtype=np.int64)
     wanted[targets] = np.arange(len(targets))
@@ -449,7 +461,7 @@ def _top_contributors(
     best[s_sorted[first]] = sel_contrib[order][first]
     best_src[s_sorted[first]] = h_idx[order][first]
     return [
-        str(read_row(table.item_ids, int(rows[s]))) if s >= 0 and best[j] > 0 else None
+        names[s] if s >= 0 and best[j] > 0 else None
         for j, s in enumerate(best_src)
     ]
 

@@ -267,9 +267,12 @@ class Engine:
                  for r in resume]
         self._add_row(rows, shown, titles, "continue", "Continue watching", picks, min_len=1)
 
+        # History rows, looked up once: "never" (the history) is excluded by row below.
+        h_rows = self._index.rows(history_ids)
         if positive.any():
             pool = recommend(self.table, history_ids, aff.affinity, n=3 * self.row_length,
-                             exclude=never | shown, index=self._index, candidates=self._warm)
+                             exclude=shown, index=self._index, candidates=self._warm,
+                             history_rows=h_rows, exclude_rows=h_rows)
             picks = [self._pick(r.item_id, "Because you watched {}", r.score, because=r.because)
                      for r in pool if r.because is not None]
             self._add_row(rows, shown, titles, "top_picks", "Top picks for you",
@@ -277,14 +280,16 @@ class Engine:
 
             for anchor in self._anchors(aff, history_ids):
                 pool = recommend(self.table, [anchor], [1.0], n=3 * self.row_length,
-                                 exclude=never | shown, index=self._index, candidates=self._warm)
+                                 exclude=shown, index=self._index, candidates=self._warm,
+                                 history_rows=np.array([self._row(anchor)]), exclude_rows=h_rows)
                 title = self._title(anchor)
                 picks = [self._pick(r.item_id, f"Because you watched {title}", r.score)
                          for r in pool if r.because is not None]
                 self._add_row(rows, shown, titles, "because", f"Because you watched {title}",
                               self._diverse(picks))
 
-        picks = self._new_for_you(history_ids, aff.affinity, never | shown)
+        picks = self._new_for_you(history_ids, aff.affinity, never | shown,
+                                  np.concatenate([h_rows, self._index.rows(shown)]))
         self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks))
 
         picks = [self._pick(i, "Popular now", s) for i, s in self._popular(never | shown)]
@@ -379,11 +384,12 @@ class Engine:
             self._cold_emb = unit(self.bundle.embedding(self._cold_rows))
         return self._cold_ids, self._cold_emb
 
-    def _history_embeddings(self, history_ids: list[str], affinity: np.ndarray):
+    def _history_embeddings(self, history_ids: list[str], affinity: np.ndarray,
+                            rows: np.ndarray | None = None):
         """Embeddings of the history items that have one (catalog rows or local items)."""
         local = self.history.local_items()
         local_row = {str(i): n for n, i in enumerate(local.item_ids)}
-        rows = self._index.rows(history_ids)
+        rows = self._index.rows(history_ids) if rows is None else rows
         emb = np.zeros((len(history_ids), self.bundle.dim), np.float32)
         known = rows >= 0
         if known.any():
@@ -395,15 +401,17 @@ class Engine:
         ids = [h for h, k in zip(history_ids, known) if k]
         return ids, unit(emb[known]), np.asarray(affinity, np.float64)[known], local
 
-    def _new_for_you(self, history_ids: list[str], affinity: np.ndarray,
-                     exclude: set[str]) -> list[_Pick]:
+    def _new_for_you(self, history_ids: list[str], affinity: np.ndarray, exclude: set[str],
+                     exclude_rows: np.ndarray) -> list[_Pick]:
+        """``exclude_rows``: the bundle rows of ``exclude``; the history's come first."""
         cold_ids, cold_emb = self._cold_matrix()
-        h_ids, h_emb, h_w, local = self._history_embeddings(history_ids, affinity)
+        h_ids, h_emb, h_w, local = self._history_embeddings(
+            history_ids, affinity, exclude_rows[:len(history_ids)])
         cand_ids, cand_emb = cold_ids, cold_emb
         if len(local.item_ids):
             cand_ids = cold_ids + [str(i) for i in local.item_ids]
             cand_emb = np.vstack([cold_emb, unit(local.embeddings)])
-        keep = self._not_excluded(cand_ids, exclude)
+        keep = self._not_excluded(cand_ids, exclude, exclude_rows)
         if not keep.any():
             return []
         idx = np.flatnonzero(keep)
@@ -436,13 +444,13 @@ class Engine:
         return [self._pick(cand_ids[idx[t]], "New, like {}", float(scores[t]), because=src[j])
                 for j, t in enumerate(top)]
 
-    def _not_excluded(self, cand_ids: list[str], exclude: set[str]) -> np.ndarray:
+    def _not_excluded(self, cand_ids: list[str], exclude: set[str],
+                      exclude_rows: np.ndarray) -> np.ndarray:
         """``[c not in exclude for c in cand_ids]`` for the cold items (then local ones), found
         through the excluded items' rows rather than thousands of set lookups."""
         n_cold = len(self._cold_ids)
         keep = np.ones(len(cand_ids), dtype=bool)
-        ex = self._index.rows(exclude)
-        ex = ex[ex >= 0]
+        ex = exclude_rows[exclude_rows >= 0]
         if len(ex) and n_cold:
             at = np.minimum(np.searchsorted(self._cold_rows, ex), n_cold - 1)
             keep[at[self._cold_rows[at] == ex]] = False

@@ -85,7 +85,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from device.cf import PAD, ItemIndex, NeighbourTable, gather_rows, read_row
+from device.cf import PAD, ItemIndex, NeighbourTable, gather_rows, read_row, refresh_file
 from device.errors import BundleError
 from device.features import FeatureConfig, sha256
 
@@ -829,6 +829,7 @@ def _load_npy(path: Path, name: str, label: str, dtype: Any, shape: tuple[int, .
         raise BundleError(f"{label}: {name} is not a valid .npy array ({_reason(err)})") from None
     ok_dtype = arr.dtype.kind == "U" if dtype == "U" else arr.dtype == np.dtype(dtype)
     _advise_random(arr)
+    refresh_file(getattr(arr, "filename", None))  # pread state of an older file by this name
     shape_ok = len(arr.shape) == len(shape) and all(
         want in (-1, got) for want, got in zip(shape, arr.shape))
     if not ok_dtype or not shape_ok:

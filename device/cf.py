@@ -189,9 +189,30 @@ _FDS: dict[str, int] = {}
 PREAD_MIN_BYTES = 1 << 20
 #: Rows of each large table kept after a pread (the history's rows, read by every home()).
 ROW_CACHE_ROWS = 2048
-_ROWS: dict[str, dict[int, bytes]] = {}
+_ROWS: dict[Any, dict[int, Any]] = {}
 #: Rows read per pread when many rows of a table are gathered at once (see gather_rows).
 _STREAM_BYTES = 256 << 10
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def refresh_file(name: Any) -> None:
+    """Forget the open descriptor and cached rows of ``name`` if the file is no longer the one
+    they came from (rewritten or replaced). Bundles call it whenever they map a file."""
+    fd = _FDS.get(name)
+    if fd is None:
+        return
+    try:
+        same = _identity(os.stat(name)) == _identity(os.fstat(fd))
+    except OSError:
+        same = False
+    if not same:
+        # The old descriptor is left open: another thread may be reading through it.
+        _FDS.pop(name, None)
+        _ROWS.pop(name, None)
+        _ROWS.pop((name, "scalars"), None)
 
 
 def _pread_source(arr: np.ndarray) -> tuple[int, int] | None:
@@ -213,12 +234,22 @@ def read_row(arr: np.ndarray, row: int) -> Any:
     src = _pread_source(arr)
     if src is None or not 0 <= row < arr.shape[0]:
         return arr[row]
+    if arr.ndim == 1:  # ids and titles of the cards on screen: the same ones call after call
+        cache = _ROWS.setdefault((arr.filename, "scalars"), {})
+        value = cache.get(row)
+        if value is not None:
+            return value
     fd, row_bytes = src
     data = os.pread(fd, row_bytes, arr.offset + row * row_bytes)
     if len(data) != row_bytes:
         return arr[row]  # file changed under us: fall back to the mapping
     out = np.frombuffer(data, dtype=arr.dtype).reshape(arr.shape[1:])
-    return out[()] if arr.ndim == 1 else out
+    if arr.ndim > 1:
+        return out
+    if len(cache) >= ROW_CACHE_ROWS:
+        cache.clear()
+    cache[row] = value = out[()]
+    return value
 
 
 def _distinct(x: np.ndarray) -> np.ndarray:

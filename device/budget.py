@@ -23,6 +23,16 @@ A53 at 1.5 GHz does roughly a sixth of the work per second; the A55 about a fift
 out-of-order A73 at 2 GHz about a third -- from published single-thread benchmark ratios, not
 measured here). Every estimate is labelled as such in reports. Memory and model size are not
 scaled: they are the same on the box up to allocator differences.
+
+The measured process
+--------------------
+:func:`bench_device` runs the engine in a fresh process (``python -m device.budget``) pinned
+to one core, with ``OPENBLAS_NUM_THREADS=1`` and ``OMP_NUM_THREADS=1`` set as the box's
+service environment sets them (one BLAS thread: the engine's matrix work is small, and each
+extra OpenBLAS thread costs a stack and buffers). That one process opens the bundle, runs
+``home()``, then loads the content model and embeds, so ``rss_peak_mb`` (``ru_maxrss``) is the
+whole engine process's peak with both. Its model inputs are made without ``numpy.random``,
+which the engine never imports (it would add hashlib and OpenSSL's libcrypto, ~4 MB).
 """
 
 from __future__ import annotations
@@ -173,15 +183,21 @@ def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats:
     engine = Engine(bundle_path, db_path, num_threads=1)
     engine.home(profile_id)
     t2 = time.perf_counter()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        c = time.thread_time()
         engine.home(profile_id)
+        cpu.append((time.thread_time() - c) * 1000.0)
         times.append(engine.timings.home_ms)
     out = {
         "import_ms": (t1 - t0) * 1000.0,
         "cold_start_ms": (t2 - t1) * 1000.0,
         "home_ms_p50": float(np.percentile(times, 50)),
         "home_ms_p95": float(np.percentile(times, 95)),
+        # CPU time of the same calls: what the wall times would be on an idle core (the host
+        # is shared, and a busy neighbour shows up in wall time only)
+        "home_cpu_ms_p50": float(np.percentile(cpu, 50)),
+        "home_cpu_ms_p95": float(np.percentile(cpu, 95)),
         "history_events": len(engine.history.events(profile_id)),
         "n_items": engine.bundle.n_items,
         "rss_after_home_mb": _rss_mb(),

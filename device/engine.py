@@ -437,7 +437,7 @@ class Engine:
         # rank on content alone.
         genre = self._genre_match(cand_ids, history_ids, affinity)[idx]
         scores = _standardise(content) + _standardise(genre)
-        top = np.argsort(-scores, kind="stable")[:n_out]
+        top = _top_k(scores, min(n_out, len(scores)), np.zeros(len(scores)))  # = stable sort
         # The reason: the liked history item that voted most for each shown card.
         votes = (cand_emb[idx[top]] @ h_emb[pos].T) * w_pos[None, :]
         src = np.asarray(h_ids, dtype=object)[pos][np.argmax(votes, axis=1)]

@@ -478,19 +478,19 @@ def _top_contributors(
     """
     wanted = np.full(table.n_items + 1, -1, dtype=np.int64)
     wanted[targets] = np.arange(len(targets))
-    slot = wanted[np.where(nb < 0, table.n_items, nb)]  # (H, K): position in targets or -1
-    hit = slot >= 0
-    h_idx = np.nonzero(hit)[0]
-    sel_slot, sel_contrib = slot[hit], contrib[hit]
-    # Group by target slot, largest contribution first; keep the first of each group.
-    order = np.lexsort((-sel_contrib, sel_slot))
-    s_sorted = sel_slot[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = s_sorted[1:] != s_sorted[:-1]
+    flat_nb = nb.ravel()
+    slot = wanted[np.where(flat_nb < 0, table.n_items, flat_nb)]  # position in targets or -1
+    hit = np.flatnonzero(slot >= 0)  # flat (h, k) positions, row-major
+    sel_slot, sel_contrib = slot[hit], contrib.ravel()[hit]
+    # Per target: the largest contribution, and of the history items giving it the first
+    # (a per-group max and min instead of sorting every hit).
     best = np.full(len(targets), -np.inf)
-    best_src = np.full(len(targets), -1, dtype=np.int64)
-    best[s_sorted[first]] = sel_contrib[order][first]
-    best_src[s_sorted[first]] = h_idx[order][first]
+    np.maximum.at(best, sel_slot, sel_contrib)
+    top = sel_contrib == best[sel_slot]
+    first = np.full(len(targets), len(flat_nb), dtype=np.int64)
+    np.minimum.at(first, sel_slot[top], hit[top])
+    k = max(1, nb.shape[1]) if nb.ndim == 2 else 1
+    best_src = np.where(first < len(flat_nb), first // k, -1)
     return [
         names[s] if s >= 0 and best[j] > 0 else None
         for j, s in enumerate(best_src)

@@ -470,12 +470,12 @@ class History:
         return self._cached(("opinion", profile_id), lambda: dict(
             self._conn.execute(_OPINION_SQL, {"profile": profile_id}).fetchall()))
 
-    def _query(self, sql: str, params: Any = ()) -> Iterable[dict[str, Any]]:
-        """Rows as dicts (column name -> value)."""
+    def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Rows as dicts (column name -> value). All rows are fetched at once, so the statement
+        is finished (and its read snapshot released) even if the caller stops early."""
         cursor = self._conn.execute(sql, params)
         names = [d[0] for d in cursor.description]
-        for row in cursor:
-            yield dict(zip(names, row))
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     # ----------------------------------------------------------------- opening
 
@@ -775,7 +775,8 @@ class History:
     @_sqlite_errors
     def item(self, item_id: str) -> Item:
         """The item; raises :class:`UnknownItemError` if there is none."""
-        row = next(self._query("SELECT * FROM items WHERE id = ?", [item_id]), None)
+        found = self._query("SELECT * FROM items WHERE id = ?", [item_id])
+        row = found[0] if found else None
         if row is None:
             raise UnknownItemError(
                 f"item {item_id!r}: neither in the catalog nor a local item"

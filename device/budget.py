@@ -23,6 +23,16 @@ A53 at 1.5 GHz does roughly a sixth of the work per second; the A55 about a fift
 out-of-order A73 at 2 GHz about a third -- from published single-thread benchmark ratios, not
 measured here). Every estimate is labelled as such in reports. Memory and model size are not
 scaled: they are the same on the box up to allocator differences.
+
+The measured process
+--------------------
+:func:`bench_device` runs the engine in a fresh process (``python -m device.budget``) pinned
+to one core, with ``OPENBLAS_NUM_THREADS=1`` and ``OMP_NUM_THREADS=1`` set as the box's
+service environment sets them (one BLAS thread: the engine's matrix work is small, and each
+extra OpenBLAS thread costs a stack and buffers). That one process opens the bundle, runs
+``home()``, then loads the content model and embeds, so ``rss_peak_mb`` (``ru_maxrss``) is the
+whole engine process's peak with both. Its model inputs are made without ``numpy.random``,
+which the engine never imports (it would add hashlib and OpenSSL's libcrypto, ~4 MB).
 """
 
 from __future__ import annotations
@@ -173,15 +183,21 @@ def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats:
     engine = Engine(bundle_path, db_path, num_threads=1)
     engine.home(profile_id)
     t2 = time.perf_counter()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
+        c = time.thread_time()
         engine.home(profile_id)
+        cpu.append((time.thread_time() - c) * 1000.0)
         times.append(engine.timings.home_ms)
     out = {
         "import_ms": (t1 - t0) * 1000.0,
         "cold_start_ms": (t2 - t1) * 1000.0,
         "home_ms_p50": float(np.percentile(times, 50)),
         "home_ms_p95": float(np.percentile(times, 95)),
+        # CPU time of the same calls: what the wall times would be on an idle core (the host
+        # is shared, and a busy neighbour shows up in wall time only)
+        "home_cpu_ms_p50": float(np.percentile(cpu, 50)),
+        "home_cpu_ms_p95": float(np.percentile(cpu, 95)),
         "history_events": len(engine.history.events(profile_id)),
         "n_items": engine.bundle.n_items,
         "rss_after_home_mb": _rss_mb(),
@@ -190,9 +206,7 @@ def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats:
     out["model_bytes"] = model.stat().st_size if model is not None else None
     if model is not None:
         cfg = engine.bundle.feature_config
-        rng = np.random.default_rng(0)
-        frames = rng.integers(0, 256, (cfg.frames, cfg.size, cfg.size, 3), dtype=np.uint8)
-        logmel = rng.normal(-8, 2, (cfg.n_frames, cfg.n_mels)).astype(np.float32)
+        frames, logmel = _synthetic_inputs(cfg)
         embedder = engine.embedder
         embedder.embed_features(frames, logmel)  # warm-up (allocation, delegate setup)
         et = []
@@ -210,6 +224,26 @@ def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats:
     return out
 
 
+def _synthetic_inputs(cfg) -> tuple:
+    """Deterministic noise-like frames and log-mel for timing the model.
+
+    Made with integer hashing rather than ``numpy.random``: importing ``numpy.random`` loads
+    ``hashlib`` and OpenSSL's libcrypto (~4 MB resident), which the engine itself never
+    imports, so it would inflate the peak RSS this process reports for the engine.
+    """
+    import numpy as np
+
+    def noise(n: int) -> np.ndarray:  # uniform in [0, 1), a multiplicative hash of the index
+        x = (np.arange(n, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(29)
+        return (x >> np.uint64(40)).astype(np.float64) / float(1 << 24)
+
+    frames = (noise(cfg.frames * cfg.size * cfg.size * 3) * 256).astype(np.uint8)
+    frames = frames.reshape(cfg.frames, cfg.size, cfg.size, 3)
+    logmel = (-8 + 4 * (noise(cfg.n_frames * cfg.n_mels) - 0.5)).astype(np.float32)
+    return frames, logmel.reshape(cfg.n_frames, cfg.n_mels)
+
+
 def _rss_mb() -> float:
     try:
         with open("/proc/self/status") as fh:
@@ -224,6 +258,7 @@ def _rss_mb() -> float:
 def bench_device(bundle_path, hw_name: str, *, history: int = 1000, repeats: int = 50) -> dict:
     """Prepare a history, measure the engine in its own pinned process, judge the budgets."""
     import json
+    import os
     import subprocess
     import sys
     import tempfile
@@ -233,9 +268,12 @@ def bench_device(bundle_path, hw_name: str, *, history: int = 1000, repeats: int
     with tempfile.TemporaryDirectory(prefix="tvrec-bench-") as tmp:
         db = Path(tmp) / "history.db"
         prepare_history(bundle_path, db, history)
+        # One BLAS / OpenMP thread, as the box's service environment sets it: the engine's
+        # numpy work is small, and each extra OpenBLAS thread costs a stack and a buffer.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(
             [sys.executable, "-m", "device.budget", str(bundle_path), str(db), str(repeats)],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=600, env=env,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"engine benchmark process failed: {proc.stderr.strip()[-500:]}")

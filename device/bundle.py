@@ -69,14 +69,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import mmap
 import os
 import re
-import shutil
-import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,9 +82,9 @@ from typing import Any, Union
 
 import numpy as np
 
-from device.cf import PAD, ItemIndex, NeighbourTable
+from device.cf import PAD, ItemIndex, NeighbourTable, gather_rows, read_row, refresh_file
 from device.errors import BundleError
-from device.features import FeatureConfig
+from device.features import FeatureConfig, sha256
 
 __all__ = [
     "Bundle",
@@ -107,6 +103,24 @@ __all__ = [
     "unpack_bundle",
     "write_bundle",
 ]
+
+class _OnUse:
+    """A module imported when first used. shutil, tarfile and tempfile (with bz2, lzma and
+    random behind them: ~1.3 MB resident) serve packing and installing bundles, never the
+    engine that only opens one."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        from importlib import import_module
+
+        return getattr(import_module(self._name), attr)
+
+
+shutil: Any = _OnUse("shutil")
+tarfile: Any = _OnUse("tarfile")
+tempfile: Any = _OnUse("tempfile")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -157,14 +171,18 @@ class _Titles(Sequence):
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [str(x) for x in self._c[i]]
-        return str(self._c[i])
+        # One title by pread: through the mapping, each read made up to 2 MB of a 100k-item
+        # column resident (the kernel maps whole page-cache folios).
+        return str(read_row(self._c, int(i)))
 
 
 class _Genres(Sequence):
     """Read-only sequence of genre lists over an int16 code column and its vocabulary."""
 
     def __init__(self, codes: np.ndarray, vocab: list[str]):
-        self._c, self._v = codes, vocab
+        # A plain ndarray view of the mapping: np.memmap's per-item __getitem__ and
+        # __array_finalize__ cost more than the decoding itself.
+        self._c, self._v = np.asarray(codes), vocab
 
     def __len__(self) -> int:
         return len(self._c)
@@ -215,6 +233,16 @@ class BundleItems:
         100k-item catalog's titles never become 100k Python objects)."""
         return _Titles(self._titles)
 
+    @property
+    def genre_codes(self) -> np.ndarray:
+        """int16 ``[N, G]`` codes into :attr:`genre_vocab` (primary first, -1 padding)."""
+        return self._genre_codes
+
+    @property
+    def genre_vocab(self) -> list[str]:
+        """The genre names the codes index."""
+        return self._genre_vocab
+
     @cached_property
     def genres(self) -> _Genres:
         """Genre list per row (primary first), decoded from the code column on access."""
@@ -231,7 +259,7 @@ class BundleItems:
 
     def record(self, row: int) -> dict[str, Any]:
         """Row ``row`` as a dict for :meth:`device.history.History.upsert_items`."""
-        return {"id": str(self.ids[row]), "title": self.titles[row],
+        return {"id": str(read_row(self.ids, int(row))), "title": self.titles[row],
                 "genres": list(self.genres[row]), "duration": float(self.durations[row])}
 
     def records(self) -> list[dict[str, Any]]:
@@ -298,7 +326,10 @@ class Bundle:
 
     def embedding(self, rows: Any) -> np.ndarray:
         """Dequantised float32 embeddings of ``rows`` (an int, a slice or an index array)."""
-        q = np.asarray(self.embeddings[rows], dtype=np.float32)
+        if isinstance(rows, np.ndarray) and rows.dtype.kind in "iu":
+            q = gather_rows(self.embeddings, rows).astype(np.float32)  # pread, see gather_rows
+        else:
+            q = np.asarray(self.embeddings[rows], dtype=np.float32)
         if isinstance(self.embedding_scale, np.ndarray):
             s = np.asarray(self.embedding_scale[rows], dtype=np.float32)
             return q * (s[..., None] if q.ndim == s.ndim + 1 else s)
@@ -327,6 +358,8 @@ def _reason(err: BaseException) -> str:
 
 
 def _sha256_file(path: Path) -> str:
+    import hashlib  # OpenSSL's sha256 is faster for whole files; only full verification needs it
+
     h = hashlib.sha256()
     buf = bytearray(_HASH_CHUNK)
     view = memoryview(buf)
@@ -343,6 +376,8 @@ class _HashingWriter:
     """A write-only file that hashes and counts what goes through it (one pass per file)."""
 
     def __init__(self, path: Path):
+        import hashlib
+
         self._fh = open(path, "wb")
         self.sha = hashlib.sha256()
         self.bytes = 0
@@ -809,6 +844,7 @@ def _load_npy(path: Path, name: str, label: str, dtype: Any, shape: tuple[int, .
         raise BundleError(f"{label}: {name} is not a valid .npy array ({_reason(err)})") from None
     ok_dtype = arr.dtype.kind == "U" if dtype == "U" else arr.dtype == np.dtype(dtype)
     _advise_random(arr)
+    refresh_file(getattr(arr, "filename", None))  # pread state of an older file by this name
     shape_ok = len(arr.shape) == len(shape) and all(
         want in (-1, got) for want, got in zip(shape, arr.shape))
     if not ok_dtype or not shape_ok:
@@ -1073,7 +1109,7 @@ def _set_link(root: Path, name: str, target: str) -> None:
 
 
 def _version_id(path: Path, manifest: dict[str, Any]) -> str:
-    digest = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()[:12]
+    digest = sha256((path / MANIFEST).read_bytes()).hexdigest()[:12]
     stamp = re.sub(r"[^0-9TZ]", "", str(manifest.get("created", "")))[:16] or "undated"
     return f"{stamp}-{digest}"
 

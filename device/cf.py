@@ -17,9 +17,10 @@ home screen shows as "Because you watched X".
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -88,25 +89,90 @@ class ItemIndex:
     When the ids are sorted (bundles write them so) lookups are a binary search over the
     (possibly memory-mapped) id array itself: no per-item Python objects, which for a
     100k-item catalog saves ~13 MB and the time to build a dict. Otherwise a dict is built.
+    A large memory-mapped id column is never touched through its mapping (which would make
+    all of it resident, see :func:`gather_rows`): it is scanned once by pread, keeping every
+    :attr:`SAMPLE`-th id in memory, and a lookup reads one block of ids.
     """
 
+    #: One id in this many is kept in memory for a large memory-mapped id column.
+    SAMPLE = 64
+
     def __init__(self, item_ids: Sequence[str]):
-        ids = np.asarray(item_ids)
-        if ids.dtype.kind != "U":
-            ids = ids.astype(str)
-        self.item_ids = ids
-        self._sorted = bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
-        self._row = None if self._sorted else {str(item): row for row, item in enumerate(ids)}
+        self._paged = isinstance(item_ids, np.memmap) and item_ids.dtype.kind == "U" \
+            and item_ids.ndim == 1 and _pread_source(item_ids) is not None
+        if self._paged:
+            self.item_ids = item_ids
+            self._sorted, self._keys = self._scan(item_ids)
+        else:
+            ids = np.asarray(item_ids)
+            if ids.dtype.kind != "U":
+                ids = ids.astype(str)
+            self.item_ids = ids
+            self._sorted = bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))
+        if self._sorted:
+            self._row = None
+        else:
+            self._row = {str(item): row for row, item in enumerate(np.asarray(self.item_ids))}
+        # Ids looked up recently (the history, the shown cards: the same few hundred on every
+        # home screen) -> row. A string binary search costs ~1 us per id, a dict hit ~0.05.
+        self._memo: dict[str, int] = {}
+
+    #: Bound of the memo of recent lookups (a few hundred KB at most).
+    MEMO_MAX = 4096
 
     def rows(self, ids: Iterable[str]) -> np.ndarray:
         if self._row is not None:
             get = self._row.get
             return np.fromiter((get(str(i), -1) for i in ids), dtype=np.int64)
-        want = np.asarray([str(i) for i in ids], dtype=str)  # its own width: no truncation
-        if len(want) == 0 or len(self.item_ids) == 0:
-            return np.full(len(want), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.item_ids, want), len(self.item_ids) - 1)
-        return np.where(self.item_ids[pos] == want, pos, -1).astype(np.int64)
+        want = [str(i) for i in ids]
+        memo = self._memo
+        out = np.fromiter((memo.get(w, -2) for w in want), dtype=np.int64, count=len(want))
+        miss = np.flatnonzero(out == -2)
+        if len(miss):
+            missing = [want[i] for i in miss.tolist()]
+            found = self._search(missing)
+            out[miss] = found
+            if len(memo) + len(missing) > self.MEMO_MAX:
+                memo.clear()
+            if len(missing) <= self.MEMO_MAX:
+                memo.update(zip(missing, found.tolist()))
+        return out
+
+    def _search(self, want: list[str]) -> np.ndarray:
+        want_arr = np.asarray(want, dtype=str)  # its own width: no truncation
+        if len(want_arr) == 0 or len(self.item_ids) == 0:
+            return np.full(len(want_arr), -1, dtype=np.int64)
+        if self._paged:
+            return self._search_paged(want_arr)
+        pos = np.minimum(np.searchsorted(self.item_ids, want_arr), len(self.item_ids) - 1)
+        return np.where(self.item_ids[pos] == want_arr, pos, -1).astype(np.int64)
+
+    def _scan(self, ids: np.ndarray) -> tuple[bool, np.ndarray]:
+        """(sorted?, every SAMPLE-th id), reading the column in blocks by pread."""
+        step = self.SAMPLE * max(1, (256 << 10) // (self.SAMPLE * ids.itemsize))
+        keys, ok, last = [], True, None
+        for lo in range(0, len(ids), step):
+            block = read_range(ids, lo, min(len(ids), lo + step))
+            ok = ok and bool(np.all(block[1:] > block[:-1])) and (last is None or block[0] > last)
+            last = block[-1]
+            keys.append(block[:: self.SAMPLE].copy())
+        return ok, (np.concatenate(keys) if keys else ids[:0].copy())
+
+    def _search_paged(self, want: np.ndarray) -> np.ndarray:
+        out = np.full(len(want), -1, dtype=np.int64)
+        block = np.searchsorted(self._keys, want, side="right") - 1  # keys[b] <= w < keys[b+1]
+        groups: dict[int, list[int]] = {}
+        for i, b in enumerate(block.tolist()):
+            if b >= 0:
+                groups.setdefault(b, []).append(i)
+        n = len(self.item_ids)
+        for b, at in groups.items():
+            lo = b * self.SAMPLE
+            ids = read_range(self.item_ids, lo, min(n, lo + self.SAMPLE))
+            w = want[at]
+            pos = np.minimum(np.searchsorted(ids, w), len(ids) - 1)
+            out[at] = np.where(ids[pos] == w, lo + pos, -1)
+        return out
 
     def __contains__(self, item_id: object) -> bool:
         return bool(self.rows([str(item_id)])[0] >= 0)
@@ -116,38 +182,146 @@ class ItemIndex:
 
 
 _FDS: dict[str, int] = {}
-#: Below this size a table is cheaper to read through the mapping (all of it fits in a few
-#: MB anyway); above it, rows are read with pread (see gather_rows).
-PREAD_MIN_BYTES = 4 << 20
+#: Below this size a column is cheaper to read through the mapping (all of it is resident in
+#: a few faults anyway); above it, rows are read with pread (see gather_rows). The kernel maps
+#: page-cache folios of up to 2 MB whole on one fault (measured: one title read of a 100k-item
+#: bundle made 2 MB of the column resident), so the cut is at 1 MB.
+PREAD_MIN_BYTES = 1 << 20
+#: Rows of each large table kept after a pread (the history's rows, read by every home()).
+ROW_CACHE_ROWS = 2048
+_ROWS: dict[Any, dict[int, Any]] = {}
+#: Rows read per pread when many rows of a table are gathered at once (see gather_rows).
+_STREAM_BYTES = 256 << 10
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def refresh_file(name: Any) -> None:
+    """Forget the open descriptor and cached rows of ``name`` if the file is no longer the one
+    they came from (rewritten or replaced). Bundles call it whenever they map a file."""
+    fd = _FDS.get(name)
+    if fd is None:
+        return
+    try:
+        same = _identity(os.stat(name)) == _identity(os.fstat(fd))
+    except OSError:
+        same = False
+    if not same:
+        # The old descriptor is left open: another thread may be reading through it.
+        _FDS.pop(name, None)
+        _ROWS.pop(name, None)
+        _ROWS.pop((name, "scalars"), None)
+
+
+def _pread_source(arr: np.ndarray) -> tuple[int, int] | None:
+    """``(fd, row_bytes)`` when ``arr`` is a large C-contiguous memmap worth reading by pread."""
+    name = getattr(arr, "filename", None)
+    if not (isinstance(arr, np.memmap) and name and arr.ndim >= 1 and arr.flags.c_contiguous
+            and arr.base is not None and arr.nbytes > PREAD_MIN_BYTES
+            and hasattr(os, "preadv")):
+        return None
+    fd = _FDS.get(name)
+    if fd is None:
+        fd = _FDS[name] = os.open(name, os.O_RDONLY)
+    return fd, arr.itemsize * math.prod(arr.shape[1:])
+
+
+def read_row(arr: np.ndarray, row: int) -> Any:
+    """``arr[row]`` (a scalar for a 1-D column), read with one ``pread`` for a large memmap
+    (see :func:`gather_rows`)."""
+    src = _pread_source(arr)
+    if src is None or not 0 <= row < arr.shape[0]:
+        return arr[row]
+    if arr.ndim == 1:  # ids and titles of the cards on screen: the same ones call after call
+        cache = _ROWS.setdefault((arr.filename, "scalars"), {})
+        value = cache.get(row)
+        if value is not None:
+            return value
+    fd, row_bytes = src
+    data = os.pread(fd, row_bytes, arr.offset + row * row_bytes)
+    if len(data) != row_bytes:
+        return arr[row]  # file changed under us: fall back to the mapping
+    out = np.frombuffer(data, dtype=arr.dtype).reshape(arr.shape[1:])
+    if arr.ndim > 1:
+        return out
+    if len(cache) >= ROW_CACHE_ROWS:
+        cache.clear()
+    cache[row] = value = out[()]
+    return value
+
+
+def _distinct(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (``np.unique`` imports ``numpy.ma``: ~25 ms and 1-2 MB)."""
+    x = np.sort(x)
+    return x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
+
+
+def read_range(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``arr[lo:hi]`` as a new array, read with one ``pread`` for a large memmap."""
+    src = _pread_source(arr)
+    if src is None:
+        return np.array(arr[lo:hi])
+    fd, row_bytes = src
+    out = np.empty((max(0, hi - lo),) + arr.shape[1:], dtype=arr.dtype)
+    n = out.nbytes
+    if n and os.preadv(fd, [out.view(np.uint8).reshape(-1)], arr.offset + lo * row_bytes) != n:
+        return np.array(arr[lo:hi])  # file changed under us: fall back to the mapping
+    return out
 
 
 def gather_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``arr[rows]`` as a new array; for a memory-mapped 2-D table, read with ``pread``.
+    """``arr[rows]`` as a new array; for a large memory-mapped table, read with ``pread``.
 
     Faulting a few hundred scattered rows in through the mapping makes the kernel map the
-    pages around each one too (fault-around), so at 100k items a single profile's score
-    added ~48 MB of file pages to the process's resident set. Reading the rows with one
-    ``pread`` each touches only the page cache: the same bytes, none of them resident in
-    the process.
+    pages around each one too (fault-around, whole large folios), so at 100k items a single
+    profile's score added ~48 MB of file pages to the process's resident set. Reading the rows
+    with ``pread`` touches only the page cache: the same bytes, none of them resident in the
+    process. Few rows are read one ``pread`` each; many (e.g. every cold item) by streaming
+    the file through a small buffer, in order.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    name = getattr(arr, "filename", None)
-    if not (isinstance(arr, np.memmap) and name and arr.ndim == 2 and arr.flags.c_contiguous
-            and arr.base is not None and arr.nbytes > PREAD_MIN_BYTES and hasattr(os, "preadv")):
+    src = _pread_source(arr)
+    if src is None:
         return np.asarray(arr[rows])
-    out = np.empty((len(rows), arr.shape[1]), dtype=arr.dtype)
+    fd, row_bytes = src
+    out = np.empty((len(rows),) + arr.shape[1:], dtype=arr.dtype)
     if len(rows) == 0:
         return out
     if ((rows < 0) | (rows >= arr.shape[0])).any():
         raise IndexError(f"row index out of range for {arr.shape[0]} rows")
-    fd = _FDS.get(name)
-    if fd is None:
-        fd = _FDS[name] = os.open(name, os.O_RDONLY)
-    row_bytes = arr.shape[1] * arr.itemsize
     view = out.view(np.uint8).reshape(len(rows), row_bytes)
-    for i, r in enumerate(rows.tolist()):
-        if os.preadv(fd, [view[i]], arr.offset + r * row_bytes) != row_bytes:
-            return np.asarray(arr[rows])  # file changed under us: fall back to the mapping
+    chunk = max(1, _STREAM_BYTES // row_bytes)
+    blocks = _distinct(rows // chunk)
+    if len(rows) > ROW_CACHE_ROWS // 2 and len(rows) > 16 * len(blocks):  # dense: stream
+        buf = np.empty(chunk * row_bytes, dtype=np.uint8)
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        bounds = np.searchsorted(srt, np.append(blocks, blocks[-1] + 1) * chunk)
+        for b, lo, hi in zip(blocks.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
+            first = b * chunk
+            n = min(chunk, arr.shape[0] - first) * row_bytes
+            if os.preadv(fd, [buf[:n]], arr.offset + first * row_bytes) != n:
+                return np.asarray(arr[rows])
+            block = buf[:n].reshape(-1, row_bytes)
+            view[order[lo:hi]] = block[srt[lo:hi] - first]
+        return out
+    # Few rows: one pread each, remembered (bundles are immutable; the same history rows are
+    # read on every home screen).
+    cache = _ROWS.setdefault(arr.filename, {})
+    parts = []
+    for r in rows.tolist():
+        data = cache.get(r)
+        if data is None:
+            data = os.pread(fd, row_bytes, arr.offset + r * row_bytes)
+            if len(data) != row_bytes:
+                return np.asarray(arr[rows])  # file changed under us: fall back to the mapping
+            if len(cache) >= ROW_CACHE_ROWS:
+                cache.clear()
+            cache[r] = data
+        parts.append(data)
+    view[:] = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(rows), row_bytes)
     return out
 
 
@@ -195,6 +369,8 @@ def recommend(
     exclude: Iterable[str] = (),
     index: ItemIndex | None = None,
     candidates: np.ndarray | None = None,
+    history_rows: np.ndarray | None = None,
+    exclude_rows: np.ndarray | None = None,
 ) -> list[Recommendation]:
     """Top-``n`` items for a profile, each with the history item that contributed most.
 
@@ -214,6 +390,10 @@ def recommend(
         Reuse a prebuilt id -> row map (building one costs O(N)); built if omitted.
     candidates : np.ndarray of bool, shape (N,), optional
         Only these rows may be returned (e.g. warm catalog items).
+    history_rows : np.ndarray of int, optional
+        ``index.rows(history_ids)``, when the caller already has it (-1 for unknown items).
+    exclude_rows : np.ndarray of int, optional
+        More items never to return, as table rows (negative entries are ignored).
 
     Returns
     -------
@@ -222,7 +402,7 @@ def recommend(
         no usable history gets the most popular items (``because=None``).
     """
     index = index or ItemIndex(table.item_ids)
-    rows = index.rows(history_ids)
+    rows = index.rows(history_ids) if history_rows is None else np.asarray(history_rows, np.int64)
     aff = np.asarray(affinity, dtype=np.float32)
     if len(aff) != len(rows):
         raise ValueError(f"{len(rows)} history items but {len(aff)} affinities")
@@ -230,6 +410,9 @@ def recommend(
     allowed = np.ones(table.n_items, dtype=bool) if candidates is None else candidates.copy()
     ex_rows = index.rows(exclude)
     allowed[ex_rows[ex_rows >= 0]] = False
+    if exclude_rows is not None:
+        ex_rows = np.asarray(exclude_rows, dtype=np.int64)
+        allowed[ex_rows[ex_rows >= 0]] = False
     disliked = rows[(aff < 0) & (rows >= 0)]
     allowed[disliked] = False
 
@@ -243,14 +426,16 @@ def recommend(
     contrib = gather_rows(table.weights, rows[known]) * aff[known][:, None]
     scores = _scores(nb, contrib, table.n_items)
     # Only items some history item actually points to are CF recommendations.
-    masked = np.where(allowed & (scores > 0), scores, -np.inf)
-    k = min(n, int(np.isfinite(masked).sum()))
+    # Rank only those (at most H x K rows), not the whole catalog.
+    cand = np.flatnonzero(allowed & (scores > 0))
+    k = min(n, len(cand))
     if k == 0:
         return _popular(table, allowed, n)
-    top = _top_k(masked, k, table.popularity)
-    because = _top_contributors(table, rows[known], nb, contrib, top)
+    top = cand[_top_k(scores[cand], k, np.asarray(table.popularity)[cand])]
+    names = [str(h) for h, k in zip(history_ids, known.tolist()) if k]
+    because = _top_contributors(table, names, nb, contrib, top)
     recs = [
-        Recommendation(str(table.item_ids[r]), float(scores[r]), because[j])
+        Recommendation(str(read_row(table.item_ids, r)), float(scores[r]), because[j])
         for j, r in enumerate(top)
     ]
     if len(recs) < n:  # top up with popular items so a row is never short
@@ -261,7 +446,7 @@ def recommend(
 
 
 def _top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
-    """Rows of the k largest scores, descending, ties by ``tiebreak`` then by row."""
+    """Positions of the k largest scores, descending, ties by ``tiebreak`` then by position."""
     if k < len(scores):
         part = np.argpartition(-scores, k - 1)[:k]
         # Items tied with the k-th score may have been cut arbitrarily: include them all.
@@ -279,34 +464,35 @@ def _popular(table: NeighbourTable, allowed: np.ndarray, n: int) -> list[Recomme
     if k <= 0:
         return []
     top = _top_k(pop, k, np.zeros(len(pop)))
-    return [Recommendation(str(table.item_ids[r]), float(pop[r]), None) for r in top]
+    return [Recommendation(str(read_row(table.item_ids, r)), float(pop[r]), None) for r in top]
 
 
 def _top_contributors(
-    table: NeighbourTable, rows: np.ndarray, nb: np.ndarray, contrib: np.ndarray,
+    table: NeighbourTable, names: Sequence[str], nb: np.ndarray, contrib: np.ndarray,
     targets: np.ndarray,
 ) -> list[str | None]:
-    """For each target row, the history row whose ``affinity * weight`` into it is largest.
+    """For each target row, the history item whose ``affinity * weight`` into it is largest.
 
-    ``nb`` and ``contrib`` are the (H, K) neighbour ids and contributions of history ``rows``.
+    ``nb`` and ``contrib`` are the (H, K) neighbour ids and contributions of the history items
+    ``names`` (their ids, which the caller has: no read of the id column).
     """
     wanted = np.full(table.n_items + 1, -1, dtype=np.int64)
     wanted[targets] = np.arange(len(targets))
-    slot = wanted[np.where(nb < 0, table.n_items, nb)]  # (H, K): position in targets or -1
-    hit = slot >= 0
-    h_idx = np.nonzero(hit)[0]
-    sel_slot, sel_contrib = slot[hit], contrib[hit]
-    # Group by target slot, largest contribution first; keep the first of each group.
-    order = np.lexsort((-sel_contrib, sel_slot))
-    s_sorted = sel_slot[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = s_sorted[1:] != s_sorted[:-1]
+    flat_nb = nb.ravel()
+    slot = wanted[np.where(flat_nb < 0, table.n_items, flat_nb)]  # position in targets or -1
+    hit = np.flatnonzero(slot >= 0)  # flat (h, k) positions, row-major
+    sel_slot, sel_contrib = slot[hit], contrib.ravel()[hit]
+    # Per target: the largest contribution, and of the history items giving it the first
+    # (a per-group max and min instead of sorting every hit).
     best = np.full(len(targets), -np.inf)
-    best_src = np.full(len(targets), -1, dtype=np.int64)
-    best[s_sorted[first]] = sel_contrib[order][first]
-    best_src[s_sorted[first]] = h_idx[order][first]
+    np.maximum.at(best, sel_slot, sel_contrib)
+    top = sel_contrib == best[sel_slot]
+    first = np.full(len(targets), len(flat_nb), dtype=np.int64)
+    np.minimum.at(first, sel_slot[top], hit[top])
+    k = max(1, nb.shape[1]) if nb.ndim == 2 else 1
+    best_src = np.where(first < len(flat_nb), first // k, -1)
     return [
-        str(table.item_ids[rows[s]]) if s >= 0 and best[j] > 0 else None
+        names[s] if s >= 0 and best[j] > 0 else None
         for j, s in enumerate(best_src)
     ]
 

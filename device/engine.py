@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from device.bundle import Bundle, open_bundle
-from device.cf import recommend
+from device.cf import _top_k, gather_rows, read_row, recommend
 from device.content import ContentEmbedder, quantize_embedding, unit
 from device.errors import BundleError, HistoryError, UnknownItemError
 from device.history import History
@@ -75,6 +75,22 @@ class Row:
     kind: str
     title: str
     cards: tuple[Card, ...]
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """A card before its title is read. Rows rank and de-duplicate three times the cards they
+    show, and at 100k items reading a title is a pread: only the cards shown are built.
+
+    ``reason`` is the text, or, with ``because``, a template whose ``{}`` becomes that item's
+    title."""
+
+    item_id: str
+    primary: str  # primary genre ("" for none): what the genre cap counts
+    reason: str
+    score: float = 0.0
+    progress: float | None = None
+    because: str | None = None
 
 
 @dataclass
@@ -135,11 +151,17 @@ class Engine:
         self.table = self.bundle.table
         self._index = self.items.index
         self._warm = ~np.asarray(self.items.cold, dtype=bool)
+        # Plain ndarray views of small columns: np.memmap's per-item indexing costs ~2 us.
+        self._durations = np.asarray(self.items.durations)
+        self._codes = np.asarray(self.items.genre_codes)
+        self._bundle_genres = list(self.items.genre_vocab)
         self._embedder: ContentEmbedder | None = None
         self._row_cache: dict[str, int] = {}
-        self._genre_vocab: dict[str, int] = {}
+        # The bundle's genres first, in its code order; genres of local items are appended.
+        self._genre_vocab: dict[str, int] = {g: i for i, g in enumerate(self._bundle_genres)}
         self._popular_order: np.ndarray | None = None
-        self._cold_genre: tuple[int, np.ndarray] | None = None
+        self._popular_head: list[tuple[str, float]] = []
+        self._cold_genre: tuple[np.ndarray, np.ndarray] | None = None
         self._cold_rows: np.ndarray | None = None
         self._cold_ids: list[str] = []
         self._cold_emb: np.ndarray | None = None
@@ -197,11 +219,27 @@ class Engine:
         """A card for any known item (catalog or local). Raises ``UnknownItemError``."""
         row = self._row(item_id)
         if row >= 0:
-            return Card(item_id, self.items.titles[row], tuple(self.items.genres[row]),
-                        float(self.items.durations[row]), reason, score, progress, "catalog")
+            return Card(item_id, self.items.titles[row], self._catalog_genres(row),
+                        float(self._durations[row]), reason, score, progress, "catalog")
         item = self.history.item(item_id)  # raises UnknownItemError
         return Card(item.id, item.title, tuple(item.genres), float(item.duration), reason, score,
                     progress, item.source)
+
+    def _catalog_genres(self, row: int) -> tuple[str, ...]:
+        vocab = self._bundle_genres
+        return tuple(vocab[c] for c in self._codes[row].tolist() if c >= 0)
+
+    def _pick(self, item_id: str, reason: str, score: float = 0.0, *,
+              progress: float | None = None, because: str | None = None) -> _Pick:
+        """A candidate card; raises ``UnknownItemError`` like :meth:`card`."""
+        row = self._row(item_id)
+        if row >= 0:
+            primary = next((self._bundle_genres[c] for c in self._codes[row].tolist() if c >= 0),
+                           "")
+        else:
+            genres = self.history.item(item_id).genres  # raises UnknownItemError
+            primary = genres[0] if genres else ""
+        return _Pick(item_id, primary, reason, score, progress, because)
 
     def _title(self, item_id: str) -> str:
         try:
@@ -223,31 +261,39 @@ class Engine:
         never = set(history_ids)  # watched or disliked: not recommended again
         rows: list[Row] = []
 
-        cards = [self.card(r.item_id, f"Resume at {r.completion:.0%}", progress=r.completion)
-                 for r in resume]
-        self._add_row(rows, shown, "continue", "Continue watching", cards, min_len=1)
+        titles: dict[str, str] = {}  # "because" titles of this screen
 
+        picks = [self._pick(r.item_id, f"Resume at {r.completion:.0%}", progress=r.completion)
+                 for r in resume]
+        self._add_row(rows, shown, titles, "continue", "Continue watching", picks, min_len=1)
+
+        # History rows, looked up once: "never" (the history) is excluded by row below.
+        h_rows = self._index.rows(history_ids)
         if positive.any():
             pool = recommend(self.table, history_ids, aff.affinity, n=3 * self.row_length,
-                             exclude=never | shown, index=self._index, candidates=self._warm)
-            cards = [self.card(r.item_id, f"Because you watched {self._title(r.because)}", r.score)
+                             exclude=shown, index=self._index, candidates=self._warm,
+                             history_rows=h_rows, exclude_rows=h_rows)
+            picks = [self._pick(r.item_id, "Because you watched {}", r.score, because=r.because)
                      for r in pool if r.because is not None]
-            self._add_row(rows, shown, "top_picks", "Top picks for you", self._diverse(cards))
+            self._add_row(rows, shown, titles, "top_picks", "Top picks for you",
+                          self._diverse(picks))
 
             for anchor in self._anchors(aff, history_ids):
                 pool = recommend(self.table, [anchor], [1.0], n=3 * self.row_length,
-                                 exclude=never | shown, index=self._index, candidates=self._warm)
+                                 exclude=shown, index=self._index, candidates=self._warm,
+                                 history_rows=np.array([self._row(anchor)]), exclude_rows=h_rows)
                 title = self._title(anchor)
-                cards = [self.card(r.item_id, f"Because you watched {title}", r.score)
+                picks = [self._pick(r.item_id, f"Because you watched {title}", r.score)
                          for r in pool if r.because is not None]
-                self._add_row(rows, shown, "because", f"Because you watched {title}",
-                              self._diverse(cards))
+                self._add_row(rows, shown, titles, "because", f"Because you watched {title}",
+                              self._diverse(picks))
 
-        cards = self._new_for_you(history_ids, aff.affinity, never | shown)
-        self._add_row(rows, shown, "new", "New for you", self._diverse(cards))
+        picks = self._new_for_you(history_ids, aff.affinity, never | shown,
+                                  np.concatenate([h_rows, self._index.rows(shown)]))
+        self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks))
 
-        cards = [self.card(i, "Popular now", s) for i, s in self._popular(never | shown)]
-        self._add_row(rows, shown, "popular", "Popular now", self._diverse(cards))
+        picks = [self._pick(i, "Popular now", s) for i, s in self._popular(never | shown)]
+        self._add_row(rows, shown, titles, "popular", "Popular now", self._diverse(picks))
 
         self.timings.home_ms = (time.perf_counter() - t0) * 1000.0
         return rows
@@ -255,35 +301,56 @@ class Engine:
     def _popular(self, exclude: set[str]) -> list[tuple[str, float]]:
         """The most popular warm items not in ``exclude``. Popularity is fixed per bundle, so
         its order is sorted once and walked (O(row) per call instead of O(catalog))."""
+        want = 3 * self.row_length
+        ids, pop = self.items.ids, self.table.popularity
+        if not self._popular_head:
+            # The head almost every call walks, as str, found by a partial sort (ties by row,
+            # as the stable sort of the whole order gives); the rest is sorted if ever needed.
+            warm = np.flatnonzero(self._warm)
+            wpop = np.asarray(pop)[warm]
+            head = warm[_top_k(wpop, min(1024, len(warm)), np.zeros(len(warm)))]
+            self._popular_head = list(zip(gather_rows(ids, head).tolist(),
+                                          np.asarray(pop)[head].astype(float).tolist()))
+        out = []
+        for item, score in self._popular_head:
+            if item not in exclude:
+                out.append((item, score))
+                if len(out) == want:
+                    return out
         if self._popular_order is None:
             warm = np.flatnonzero(self._warm)
-            pop = np.asarray(self.table.popularity)[warm]
-            self._popular_order = warm[np.argsort(-pop, kind="stable")]
-        out = []
-        ids, pop = self.items.ids, self.table.popularity
-        for r in self._popular_order:
-            item = str(ids[r])
+            self._popular_order = warm[np.argsort(-np.asarray(pop)[warm], kind="stable")]
+        for r in self._popular_order[len(self._popular_head):].tolist():
+            item = str(read_row(ids, r))
             if item not in exclude:
                 out.append((item, float(pop[r])))
-                if len(out) == 3 * self.row_length:
+                if len(out) == want:
                     break
         return out
 
-    def _add_row(self, rows: list[Row], shown: set[str], kind: str, title: str,
-                 cards: Sequence[Card], min_len: int = MIN_ROW) -> None:
-        cards = [c for c in cards if c.item_id not in shown][: self.row_length]
-        if len(cards) >= min_len:
+    def _add_row(self, rows: list[Row], shown: set[str], titles: dict[str, str], kind: str,
+                 title: str, picks: Sequence[_Pick], min_len: int = MIN_ROW) -> None:
+        picks = [p for p in picks if p.item_id not in shown][: self.row_length]
+        if len(picks) >= min_len:
+            cards = []
+            for p in picks:
+                reason = p.reason
+                if p.because is not None:
+                    if p.because not in titles:
+                        titles[p.because] = self._title(p.because)
+                    reason = reason.format(titles[p.because])
+                cards.append(self.card(p.item_id, reason, p.score, p.progress))
             rows.append(Row(kind, title, tuple(cards)))
             shown.update(c.item_id for c in cards)
 
-    def _diverse(self, cards: Sequence[Card]) -> list[Card]:
+    def _diverse(self, cards: Sequence[_Pick]) -> list[_Pick]:
         """Greedy genre cap: at most GENRE_CAP of a row may share a primary genre; cards over
         the cap move to the end rather than vanish (a short catalog still fills the row)."""
         cap = max(1, math.ceil(GENRE_CAP * self.row_length))
         counts: dict[str, int] = {}
         kept, later = [], []
         for c in cards:
-            g = c.genres[0] if c.genres else ""
+            g = c.primary
             if counts.get(g, 0) < cap:
                 counts[g] = counts.get(g, 0) + 1
                 kept.append(c)
@@ -312,15 +379,17 @@ class Engine:
         """Ids and unit embeddings of the cold catalog items (computed once, kept)."""
         if self._cold_rows is None:
             self._cold_rows = np.flatnonzero(~self._warm)
-            self._cold_ids = [str(i) for i in np.asarray(self.items.ids)[self._cold_rows]]
+            # read by pread, not through the mapping: see device.cf.gather_rows
+            self._cold_ids = gather_rows(self.items.ids, self._cold_rows).tolist()
             self._cold_emb = unit(self.bundle.embedding(self._cold_rows))
         return self._cold_ids, self._cold_emb
 
-    def _history_embeddings(self, history_ids: list[str], affinity: np.ndarray):
+    def _history_embeddings(self, history_ids: list[str], affinity: np.ndarray,
+                            rows: np.ndarray | None = None):
         """Embeddings of the history items that have one (catalog rows or local items)."""
         local = self.history.local_items()
         local_row = {str(i): n for n, i in enumerate(local.item_ids)}
-        rows = self._index.rows(history_ids)
+        rows = self._index.rows(history_ids) if rows is None else rows
         emb = np.zeros((len(history_ids), self.bundle.dim), np.float32)
         known = rows >= 0
         if known.any():
@@ -332,14 +401,17 @@ class Engine:
         ids = [h for h, k in zip(history_ids, known) if k]
         return ids, unit(emb[known]), np.asarray(affinity, np.float64)[known], local
 
-    def _new_for_you(self, history_ids: list[str], affinity: np.ndarray, exclude: set[str]) -> list[Card]:
+    def _new_for_you(self, history_ids: list[str], affinity: np.ndarray, exclude: set[str],
+                     exclude_rows: np.ndarray) -> list[_Pick]:
+        """``exclude_rows``: the bundle rows of ``exclude``; the history's come first."""
         cold_ids, cold_emb = self._cold_matrix()
-        h_ids, h_emb, h_w, local = self._history_embeddings(history_ids, affinity)
+        h_ids, h_emb, h_w, local = self._history_embeddings(
+            history_ids, affinity, exclude_rows[:len(history_ids)])
         cand_ids, cand_emb = cold_ids, cold_emb
         if len(local.item_ids):
             cand_ids = cold_ids + [str(i) for i in local.item_ids]
             cand_emb = np.vstack([cold_emb, unit(local.embeddings)])
-        keep = np.fromiter((c not in exclude for c in cand_ids), dtype=bool, count=len(cand_ids))
+        keep = self._not_excluded(cand_ids, exclude, exclude_rows)
         if not keep.any():
             return []
         idx = np.flatnonzero(keep)
@@ -347,9 +419,12 @@ class Engine:
 
         pos = h_w > 0
         if not pos.any():  # a new profile: newest first
-            release = np.asarray([self._release(cand_ids[i]) for i in idx], dtype=np.float64)
+            n_cold = len(self._cold_ids)
+            release = np.full(len(idx), math.inf)  # a recording is the newest thing there is
+            cat = idx < n_cold
+            release[cat] = np.asarray(self.items.release)[self._cold_rows[idx[cat]]]
             order = idx[np.argsort(-release, kind="stable")[:n_out]]
-            return [self.card(cand_ids[i], "New") for i in order]
+            return [self._pick(cand_ids[i], "New") for i in order]
 
         # Each history item votes for similar new items with its affinity; dislikes vote
         # against at half weight. Summing votes = one dot product with a profile vector.
@@ -362,12 +437,26 @@ class Engine:
         # rank on content alone.
         genre = self._genre_match(cand_ids, history_ids, affinity)[idx]
         scores = _standardise(content) + _standardise(genre)
-        top = np.argsort(-scores, kind="stable")[:n_out]
+        top = _top_k(scores, min(n_out, len(scores)), np.zeros(len(scores)))  # = stable sort
         # The reason: the liked history item that voted most for each shown card.
         votes = (cand_emb[idx[top]] @ h_emb[pos].T) * w_pos[None, :]
         src = np.asarray(h_ids, dtype=object)[pos][np.argmax(votes, axis=1)]
-        return [self.card(cand_ids[idx[t]], f"New, like {self._title(src[j])}", float(scores[t]))
+        return [self._pick(cand_ids[idx[t]], "New, like {}", float(scores[t]), because=src[j])
                 for j, t in enumerate(top)]
+
+    def _not_excluded(self, cand_ids: list[str], exclude: set[str],
+                      exclude_rows: np.ndarray) -> np.ndarray:
+        """``[c not in exclude for c in cand_ids]`` for the cold items (then local ones), found
+        through the excluded items' rows rather than thousands of set lookups."""
+        n_cold = len(self._cold_ids)
+        keep = np.ones(len(cand_ids), dtype=bool)
+        ex = exclude_rows[exclude_rows >= 0]
+        if len(ex) and n_cold:
+            at = np.minimum(np.searchsorted(self._cold_rows, ex), n_cold - 1)
+            keep[at[self._cold_rows[at] == ex]] = False
+        for j in range(n_cold, len(cand_ids)):
+            keep[j] = cand_ids[j] not in exclude
+        return keep
 
     def _genres(self, item_id: str) -> list[str]:
         row = self._row(item_id)
@@ -387,12 +476,25 @@ class Engine:
 
     def _genre_matrix(self, ids: list[str]) -> np.ndarray:
         """[len(ids), n_genres] genre weights over the engine's genre vocabulary."""
-        rows = [self._genre_weights(self._genres(i)) for i in ids]
-        for w in rows:
+        rows = self._index.rows(ids)
+        out = np.zeros((len(ids), len(self._bundle_genres)))
+        cat = np.flatnonzero(rows >= 0)
+        if len(cat):
+            codes = self._codes[rows[cat]]
+            valid = codes >= 0
+            n = valid.sum(axis=1, keepdims=True)
+            k = np.cumsum(valid, axis=1) - 1  # position among the item's genres
+            w = (n - k) / np.maximum(n * (n + 1) / 2, 1)
+            r, c = np.nonzero(valid)
+            out[cat[r], codes[r, c]] = w[r, c]
+        others = [(n, self._genre_weights(self._genres(ids[n])))
+                  for n in np.flatnonzero(rows < 0).tolist()]
+        for _, w in others:  # local recordings: their genres may be new to the vocabulary
             for g in w:
                 self._genre_vocab.setdefault(g, len(self._genre_vocab))
-        out = np.zeros((len(ids), len(self._genre_vocab)))
-        for n, w in enumerate(rows):
+        if len(self._genre_vocab) > out.shape[1]:
+            out = np.pad(out, ((0, 0), (0, len(self._genre_vocab) - out.shape[1])))
+        for n, w in others:
             for g, v in w.items():
                 out[n, self._genre_vocab[g]] = v
         return out
@@ -400,22 +502,26 @@ class Engine:
     def _genre_match(self, cand_ids: list[str], history_ids: list[str], affinity) -> np.ndarray:
         """How much of the profile's positive affinity lies in each candidate's genres (NaN for
         a candidate without genres, e.g. a recording: no evidence either way)."""
-        pos = [(h, float(a)) for h, a in zip(history_ids, affinity) if a > 0]
-        profile = self._genre_matrix([h for h, _ in pos]).T @ np.array([a for _, a in pos]) \
-            if pos else np.zeros(0)
-        if self._cold_genre is None or self._cold_genre[0] != len(self._cold_ids):
+        a = np.asarray(affinity, dtype=np.float64)
+        pos = np.flatnonzero(a > 0)
+        profile = self._genre_matrix([history_ids[i] for i in pos.tolist()]).T @ a[pos]
+        if self._cold_genre is None:
             # the cold catalog never changes: its genre matrix is built once
-            self._cold_genre = (len(self._cold_ids), self._genre_matrix(self._cold_ids))
+            G = self._genre_matrix(self._cold_ids)
+            self._cold_genre = (G, G.sum(axis=1) == 0)
         n_cold = len(self._cold_ids)
-        parts = [self._cold_genre[1]]
+        parts = [self._cold_genre[0]]
         if len(cand_ids) > n_cold:  # local recordings after the cold items
             parts.append(self._genre_matrix(cand_ids[n_cold:]))
         width = len(self._genre_vocab)
-        G = np.vstack([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts])
         prof = np.pad(profile, (0, width - len(profile)))
         total = prof.sum() or 1.0
-        out = G @ prof / total
-        out[G.sum(axis=1) == 0] = np.nan
+        out = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) @ prof
+                              for p in parts]) / total
+        none = self._cold_genre[1]
+        if len(parts) > 1:
+            none = np.concatenate([none, parts[1].sum(axis=1) == 0])
+        out[none] = np.nan
         return out
 
     def _release(self, item_id: str) -> float:
@@ -439,7 +545,7 @@ class Engine:
             for j in np.argsort(-w, kind="stable"):
                 if nb[j] < 0 or w[j] <= 0:
                     continue
-                other = str(self.items.ids[nb[j]])
+                other = str(read_row(self.items.ids, int(nb[j])))
                 if other not in seen:
                     out.append(self.card(other, "Viewers also watched", float(w[j])))
                     seen.add(other)
@@ -450,14 +556,22 @@ class Engine:
         if not h_ids:
             return out
         q = h_emb[0]
-        all_emb = unit(self.bundle.embedding(slice(None)))
-        sims = all_emb @ q
-        cand = [(float(s), str(self.items.ids[r])) for r, s in enumerate(sims)]
+        # In blocks, read by pread, ranked with a partial sort: the whole catalog as float32
+        # plus a Python list of (score, id) cost ~20 MB at 100k items.
+        n_cat = self.bundle.n_items
+        sims = np.empty(n_cat, dtype=np.float32)
+        for lo in range(0, n_cat, 8192):
+            hi = min(n_cat, lo + 8192)
+            sims[lo:hi] = unit(self.bundle.embedding(np.arange(lo, hi))) @ q
         if len(local.item_ids):
-            cand += [(float(s), str(i)) for s, i in zip(unit(local.embeddings) @ q, local.item_ids)]
-        for s, other in sorted(cand, key=lambda t: -t[0]):
+            sims = np.concatenate([sims, unit(local.embeddings) @ q])
+        k = min(len(sims), n - len(out) + len(seen))  # at most len(seen) are skipped
+        # descending, ties in catalog-then-local order (what a stable sort gives)
+        for r in _top_k(sims, k, np.zeros(len(sims))).tolist() if k > 0 else []:
+            other = str(read_row(self.items.ids, r)) if r < n_cat \
+                else str(local.item_ids[r - n_cat])
             if other not in seen:
-                out.append(self.card(other, "Similar in look and sound", s))
+                out.append(self.card(other, "Similar in look and sound", float(sims[r])))
                 seen.add(other)
             if len(out) >= n:
                 break

@@ -22,8 +22,8 @@ Conventions (checked against librosa in ``tests/test_features.py``):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
+from importlib import import_module
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +125,24 @@ class FeatureConfig:
 
     def fingerprint(self) -> str:
         """sha256 hex digest of :meth:`to_json`; equal configs give equal fingerprints."""
-        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+        return sha256(self.to_json().encode("utf-8")).hexdigest()
+
+
+def sha256(data: bytes = b""):
+    """A sha256 hash object, from CPython's built-in implementation when there is one.
+
+    Same digests as ``hashlib.sha256``; ``hashlib`` itself maps OpenSSL's libcrypto (~3 MB
+    resident) into the process, which the box's engine would pay just to fingerprint a
+    200-byte feature config when it opens a bundle.
+    """
+    for name in ("_sha2", "_sha256"):  # CPython >= 3.12, 3.11
+        try:
+            return import_module(name).sha256(data)
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+
+    return hashlib.sha256(data)
 
 
 # --------------------------------------------------------------------------- mel scale

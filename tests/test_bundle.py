@@ -401,3 +401,24 @@ def test_cli_synth_install_rollback(tmp_path, demo_bundle):
     assert "not a bundle folder" in p.stderr
     p = tvrec("rollback", "--root", tmp_path / "empty")
     assert p.returncode == 2 and "no previous bundle" in p.stderr
+
+
+def test_large_columns_read_by_pread_follow_a_bundle_rewritten_in_place(tmp_path):
+    """Large columns are read with pread through cached descriptors and rows; reopening a
+    bundle whose files were replaced at the same path reads the new files."""
+    from device.cf import PREAD_MIN_BYTES, gather_rows
+
+    path = tmp_path / "b"
+    synth_bundle(path, 20_000, seed=0)
+    old = open_bundle(path, verify="sizes")
+    assert old.table.neighbours.nbytes > PREAD_MIN_BYTES
+    rows = np.array([5, 7, 19_999])
+    before = gather_rows(old.table.neighbours, rows), old.items.titles[5]
+    del old
+    shutil.rmtree(path)
+    synth_bundle(path, 20_000, seed=1)
+    new = open_bundle(path, verify="sizes")
+    after = gather_rows(new.table.neighbours, rows), new.items.titles[5]
+    assert np.array_equal(after[0], np.asarray(new.table.neighbours)[rows])
+    assert after[1] == str(np.asarray(new.items._titles)[5])
+    assert not np.array_equal(before[0], after[0])

@@ -501,3 +501,31 @@ def test_close_and_context_manager(db_path):
     with pytest.raises(sqlite3.ProgrammingError):
         h.profiles()
     assert os.path.exists(db_path)
+
+
+# --------------------------------------------------------------------------- read cache
+
+
+def test_repeated_reads_see_every_write_from_any_connection(history, db_path):
+    """affinities / continue_watching reuse their query results only while the database is
+    unchanged: a write through this History, another History or a plain sqlite3 connection
+    shows up in the very next read."""
+    history.record("alice", "a", "play", position=0.0, timestamp=NOW - 100)
+    history.record("alice", "a", "progress", position=400.0, timestamp=NOW - 90)
+    assert [p.item_id for p in history.continue_watching("alice")] == ["a"]
+    assert history.continue_watching("alice") == history.continue_watching("alice")
+    before = float(history.affinities("alice").affinity[0])
+
+    with History(db_path, clock=fixed_clock) as other:  # another connection, same process
+        other.record("alice", "a", "finish", timestamp=NOW - 80)
+    assert history.continue_watching("alice") == []
+    assert float(history.affinities("alice").affinity[0]) > before
+
+    history.record("alice", "a", "dislike", timestamp=NOW - 70)  # this connection
+    assert float(history.affinities("alice").affinity[0]) == -1.0
+
+    with sqlite3.connect(db_path) as conn:  # outside tvrec altogether
+        conn.execute("DELETE FROM events WHERE kind = 'dislike'")
+    assert float(history.affinities("alice").affinity[0]) > 0
+    history.clear("alice")
+    assert len(history.affinities("alice")) == 0 and history.continue_watching("alice") == []

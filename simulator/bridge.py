@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import os
 import queue
 import threading
 from typing import Any, Callable
@@ -61,6 +62,10 @@ class EngineClient(QObject):
         self._requests: queue.Queue = queue.Queue()
         self._pending = 0
         self._closed = False
+        # The box runs its engine with one BLAS thread (see device/budget.py); the spawned
+        # child inherits the environment, and numpy reads it when first imported there.
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
         ctx = mp.get_context("spawn")  # a clean process: no Qt state forked into the engine
         self._conn, child = ctx.Pipe()
         self.process = ctx.Process(target=engine_process.serve,

@@ -184,7 +184,6 @@ METHODS = {name for name in dir(EngineService) if not name.startswith("_")}
 def serve(conn, bundle: str, db: str, num_threads: int = 1) -> None:
     """The child process's loop: ``(request_id, method, args)`` in, ``(request_id, result,
     error, stats)`` out; ``None`` ends it. Errors travel as ``(type name, message)``."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         service = EngineService(bundle, db, num_threads)
     except TvrecError as e:

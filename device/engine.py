@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,22 @@ from device.history import History
 #: Cards per row, and how many of them may share a primary genre.
 ROW_LENGTH = 12
 GENRE_CAP = 0.5
+#: Episodes of one series a row may hold (a row of ten episodes of one show is one choice,
+#: not ten). Over the cap, cards move to the end of the row's candidates, as for genres.
+SERIES_CAP = 2
+#: What makes a title an episode: a trailing "#7", "(7)", "S1E7", "S01 E07", "Ep. 7", "Episode 7".
+_EPISODE = re.compile(r"\s*(#\s*\d+|\(\d+\)|S\d+\s*E\d+|Ep(isode)?\.?\s*\d+)\s*$", re.IGNORECASE)
+
+
+def series_of(title: str) -> str:
+    """The series a title belongs to: the title without its episode marker, case-folded.
+
+    >>> series_of("Super Cycling Cup Final #7"), series_of("Heat")
+    ('super cycling cup final', 'heat')
+    """
+    return _EPISODE.sub("", title).strip().casefold()
+
+
 #: At most this many "Because you watched" rows.
 BECAUSE_ROWS = 2
 #: A row with fewer cards than this is not worth a line on the screen.
@@ -157,6 +174,7 @@ class Engine:
         self._bundle_genres = list(self.items.genre_vocab)
         self._embedder: ContentEmbedder | None = None
         self._row_cache: dict[str, int] = {}
+        self._series_cache: dict[str, str] = {}
         # The bundle's genres first, in its code order; genres of local items are appended.
         self._genre_vocab: dict[str, int] = {g: i for i, g in enumerate(self._bundle_genres)}
         self._popular_order: np.ndarray | None = None
@@ -344,19 +362,37 @@ class Engine:
             shown.update(c.item_id for c in cards)
 
     def _diverse(self, cards: Sequence[_Pick]) -> list[_Pick]:
-        """Greedy genre cap: at most GENRE_CAP of a row may share a primary genre; cards over
-        the cap move to the end rather than vanish (a short catalog still fills the row)."""
+        """Greedy caps: at most GENRE_CAP of a row may share a primary genre and at most
+        SERIES_CAP cards may be episodes of one series; cards over a cap move to the end rather
+        than vanish (a short catalog still fills the row). Titles (a pread each at 100k items)
+        are read only until the row is full."""
         cap = max(1, math.ceil(GENRE_CAP * self.row_length))
         counts: dict[str, int] = {}
+        per_series: dict[str, int] = {}
         kept, later = [], []
-        for c in cards:
+        for n, c in enumerate(cards):
+            if len(kept) == self.row_length:
+                return kept + later + list(cards[n:])
             g = c.primary
-            if counts.get(g, 0) < cap:
-                counts[g] = counts.get(g, 0) + 1
-                kept.append(c)
-            else:
+            if counts.get(g, 0) >= cap:
                 later.append(c)
+                continue
+            series = self._series(c.item_id)
+            if per_series.get(series, 0) >= SERIES_CAP:
+                later.append(c)
+                continue
+            counts[g] = counts.get(g, 0) + 1
+            per_series[series] = per_series.get(series, 0) + 1
+            kept.append(c)
         return kept + later
+
+    def _series(self, item_id: str) -> str:
+        key = self._series_cache.get(item_id)
+        if key is None:
+            if len(self._series_cache) >= 8192:
+                self._series_cache.clear()
+            key = self._series_cache[item_id] = series_of(self._title(item_id))
+        return key
 
     def _anchors(self, aff, history_ids: list[str]) -> list[str]:
         """Up to BECAUSE_ROWS history items that deserve their own row: warm catalog items the

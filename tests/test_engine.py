@@ -230,3 +230,36 @@ print('ok', len(rows), sorted(m for m in sys.modules if m.split('.')[0] in {{'te
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().startswith("ok") and proc.stdout.strip().endswith("[]")
+
+
+def test_series_of_strips_episode_markers():
+    from device.engine import series_of
+
+    assert series_of("Super Cycling Cup Final #7") == "super cycling cup final"
+    assert series_of("The Orchard Affair (3)") == series_of("the orchard affair")
+    assert series_of("Void Odyssey S02E05") == series_of("Void Odyssey s1 e1") == "void odyssey"
+    assert series_of("Living Oceans Episode 12") == series_of("Living Oceans Ep. 3")
+    assert series_of("Heat") == "heat" and series_of("2001") == "2001"
+
+
+def test_a_row_holds_at_most_two_episodes_of_a_series(engine):
+    from device.engine import SERIES_CAP, series_of
+
+    # Watch the most popular show's episodes: co-watch then points at its other episodes.
+    pop = np.asarray(engine.table.popularity)
+    top = str(np.asarray(engine.items.ids)[int(np.argmax(pop))])
+    name = series_of(engine.card(top).title)
+    episodes = [str(i) for i, t in zip(engine.items.ids, engine.items.titles)
+                if series_of(str(t)) == name]
+    assert len(episodes) > 4
+    for item in episodes[:2]:
+        engine.record("alice", item, "finish")
+    rows = engine.home("alice")
+    check_screen(engine, rows, "alice")
+    for row in rows:
+        if row.kind == "continue":
+            continue
+        series = [series_of(c.title) for c in row.cards]
+        assert max(series.count(s) for s in series) <= 2 == SERIES_CAP, row.title
+    # without the cap, the CF rows would be walls of this one show
+    assert any(series_of(c.title) == name for r in rows for c in r.cards)

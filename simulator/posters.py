@@ -76,7 +76,7 @@ def poster(item_id: str, genres: tuple[str, ...], width: int, height: int,
         p.setFont(font)
         p.setPen(QColor(255, 255, 255, 235))
         margin = width * 0.07
-        p.drawText(QRectF(margin, height * 0.3, width - 2 * margin, height * 0.62),
+        p.drawText(QRectF(margin, height * 0.22, width - 2 * margin, height * 0.6),
                    Qt.AlignLeft | Qt.AlignBottom | Qt.TextWordWrap, series)
     p.end()
     pix = QPixmap.fromImage(img)

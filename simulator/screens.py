@@ -399,8 +399,10 @@ class DetailsScreen(Screen):
         art = QRectF(th.width - art_w, 0, art_w, art_h)
         p.drawPixmap(art.toRect(), poster(c.item_id, c.genres, art_w, art_h, c.title))
         p.fillRect(art, QColor(16, 19, 24, 110))
-        draw_text(p, QRectF(x0, y0 + th.px(20), th.width * 0.5 - x0 - th.px(24), th.px(80)), c.title,
-                  th.font(T.Theme.TEXT_TITLE, True), T.TEXT)
+        title_rect = QRectF(x0, y0 + th.px(20), th.width * 0.5 - x0 - th.px(24), th.px(80))
+        title_font = th.font(T.Theme.TEXT_TITLE, True)
+        draw_text(p, title_rect, QFontMetrics(title_font).elidedText(
+            c.title, Qt.ElideMiddle, int(title_rect.width())), title_font, T.TEXT, elide=False)
         meta = " \u00b7 ".join(filter(None, [
             ", ".join(g.title() for g in c.genres) or None,
             f"{max(1, round(c.duration / 60))} min",

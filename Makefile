@@ -43,8 +43,10 @@ bench: $(STAMP)
 # Issue 7, ARM TV boxes. arm-check: the device code on aarch64 under qemu-user (qemu 10 from
 # bookworm-backports, an arm64 Debian sysroot, aarch64 wheels; cached in .cache/arm, root + apt
 # needed on first run). device-dist: the box's wheel + demo bundle + install guide in dist/device.
+# HOST_PY (default: .venv's python if present) embeds the same clip natively for a cross-check.
+HOST_PY ?= $(if $(wildcard $(PY)),$(abspath $(PY)))
 arm-check:
-	HOST_PY=$(if $(wildcard $(PY)),$(abspath $(PY))) deploy/arm_check.sh
+	HOST_PY=$(HOST_PY) deploy/arm_check.sh
 
 device-dist:
 	PYTHON=$(PYTHON) deploy/device_dist.sh

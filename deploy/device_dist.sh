@@ -22,7 +22,8 @@ mkdir -p "$work"
 if [[ ! -f $work/build/.ok ]]; then
   rm -rf "$work/build"
   "$PYTHON" -m venv "$work/build"
-  "$work/build/bin/python" -m pip install --quiet --disable-pip-version-check 'setuptools>=68' wheel
+  "$work/build/bin/python" -m pip install --quiet --disable-pip-version-check 'setuptools>=68' wheel 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   touch "$work/build/.ok"
 fi
 rm -rf "$dist"
@@ -34,7 +35,8 @@ echo "built $wheel"
 rm -rf "$work/verify"
 "$PYTHON" -m venv "$work/verify"
 vpy=$work/verify/bin/python
-"$vpy" -m pip install --quiet --disable-pip-version-check "$wheel"
+"$vpy" -m pip install --quiet --disable-pip-version-check "$wheel" 2>&1 \
+  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 "$vpy" - <<'PY'
 import importlib.metadata as md, sys
 names = sorted(d.metadata["Name"].lower() for d in md.distributions())
@@ -51,6 +53,7 @@ PY
 # The bundle archive, packed (and fully verified) by the shipped code itself.
 "$vpy" -c "import sys; from device.bundle import pack_bundle; print('packed', pack_bundle(sys.argv[1], sys.argv[2]))" \
   demo/bundle "$dist/demo-bundle.tar.gz"
+chmod 0644 "$dist/demo-bundle.tar.gz"  # pack_bundle writes via mkstemp (0600)
 cp deploy/README.md "$dist/INSTALL.md"
 cp deploy/tvrec-engine.service "$dist/"
 
@@ -59,7 +62,8 @@ box=$(mktemp -d)
 trap 'rm -rf "$box"' EXIT
 tv=$work/verify/bin/tvrec-device
 "$tv" install "$dist/demo-bundle.tar.gz" --bundles "$box/bundles"
-"$tv" recommend --bundles "$box/bundles" --db "$box/history.db" --profile living-room 2>/dev/null | head -n 4
+rows=$("$tv" recommend --bundles "$box/bundles" --db "$box/history.db" --profile living-room 2>/dev/null)
+head -n 4 <<<"$rows"
 "$tv" serve --once --bundles "$box/bundles" --db "$box/history.db" --out "$box/rows" 2>/dev/null
 (cd "$dist" && sha256sum -- * >SHA256SUMS)
 echo "dist: $dist"

@@ -8,9 +8,10 @@ Run:  python deploy/arm_smoke.py --clip CLIP [--out EMB.npz] [--compare HOST.npz
 2. A real recording goes the box's whole media path -- PyAV decode, keyframes, log-mel, the int8
    content model -- with the decode budget lifted to 300 s: ``device/media.py`` enforces 10 s of
    wall time, a box-speed contract that emulation (~20x slower) cannot meet, so
-   tests/test_media.py is not run under qemu. The embedding is saved with ``--out``; with
-   ``--compare`` it is checked against the same clip embedded on another machine (the host): the
-   cosine says whether aarch64 LiteRT + ffmpeg give the box the same vector.
+   tests/test_media.py is not run under qemu. Frames, log-mel and embedding are saved with
+   ``--out``; with ``--compare`` they are checked against the same clip processed on another
+   machine (the host): whether aarch64 ffmpeg, numpy and LiteRT give the box the same features
+   and the same vector (the embedding's cosine must be >= 0.99).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def embed_clip(clip: Path):
     t1 = time.perf_counter()
     vec = emb.embed_features(frames, logmel)
     t2 = time.perf_counter()
-    return np.asarray(vec, np.float32), info, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+    return (np.asarray(vec, np.float32), frames, logmel, info, (t1 - t0) * 1e3,
+            (t2 - t1) * 1e3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,15 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import numpy as np
 
-    vec, info, decode_ms, model_ms = embed_clip(args.clip)
+    vec, frames, logmel, info, decode_ms, model_ms = embed_clip(args.clip)
     print(f"media: {args.clip.name}: decode + features {decode_ms:.0f} ms, int8 model "
           f"{model_ms:.0f} ms, flags {info.get('flags')}, |v| = {np.linalg.norm(vec):.4f}")
     if args.out:
-        np.savez(args.out, vector=vec)
+        np.savez(args.out, vector=vec, frames=frames, logmel=logmel)
     if args.compare:
-        ref = np.load(args.compare)["vector"]
-        cos = float(vec @ ref / (np.linalg.norm(vec) * np.linalg.norm(ref)))
-        print(f"media: cosine to {args.compare.name} (the same clip, embedded elsewhere): {cos:.5f}")
+        ref = np.load(args.compare)
+        cos = float(vec @ ref["vector"] / (np.linalg.norm(vec) * np.linalg.norm(ref["vector"])))
+        dframes = np.abs(frames.astype(np.int16) - ref["frames"].astype(np.int16))
+        dmel = float(np.max(np.abs(logmel - ref["logmel"])))
+        print(f"media: against {args.compare.name} (the same clip, decoded and embedded "
+              f"elsewhere): frames differ in {np.count_nonzero(dframes)} of {dframes.size} "
+              f"values (max {int(dframes.max())}), log-mel max |diff| {dmel:.2e}, embedding "
+              f"cosine {cos:.5f}")
         if cos < 0.99:
             print("media: the box would embed this recording differently", file=sys.stderr)
             return 1

@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean arm-check device-dist
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,17 @@ bench: $(STAMP)
 	$(PY) bench/media_features.py
 	$(PY) bench/bundle_open.py
 	$(VENV)/bin/tvrec bench device --bundle demo/bundle --profile entry --json bench/results/device_demo_entry.json
+
+# Issue 7, ARM TV boxes. arm-check: the device code on aarch64 under qemu-user (qemu 10 from
+# bookworm-backports, an arm64 Debian sysroot, aarch64 wheels; cached in .cache/arm, root + apt
+# needed on first run). device-dist: the box's wheel + demo bundle + install guide in dist/device.
+# HOST_PY (default: .venv's python if present) embeds the same clip natively for a cross-check.
+HOST_PY ?= $(if $(wildcard $(PY)),$(abspath $(PY)))
+arm-check:
+	HOST_PY=$(HOST_PY) deploy/arm_check.sh
+
+device-dist:
+	PYTHON=$(PYTHON) deploy/device_dist.sh
 
 clean:
 	rm -rf $(VENV) $(TFLITE_VENV) build *.egg-info

@@ -53,7 +53,7 @@ PY
 # The bundle archive, packed (and fully verified) by the shipped code itself.
 "$vpy" -c "import sys; from device.bundle import pack_bundle; print('packed', pack_bundle(sys.argv[1], sys.argv[2]))" \
   demo/bundle "$dist/demo-bundle.tar.gz"
-chmod 0644 "$dist/demo-bundle.tar.gz"  # pack_bundle writes via mkstemp (0600)
+
 cp deploy/README.md "$dist/INSTALL.md"
 cp deploy/tvrec-engine.service "$dist/"
 

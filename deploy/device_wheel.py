@@ -3,7 +3,7 @@
 Run:  python deploy/device_wheel.py --out dist/device [--isolated]
 
 Stages ``device/*.py``, ``deploy/device-wheel/pyproject.toml`` (version from
-``tvrec/__init__.py``) and ``deploy/README.md`` in a temporary folder and runs
+``device/_version.py``) and ``deploy/README.md`` in a temporary folder and runs
 ``pip wheel --no-deps`` on it -- without build isolation by default (the running interpreter
 needs ``setuptools>=61`` and ``wheel``; no network), with it when ``--isolated`` is given.
 Prints the wheel's path. The wheel is pure Python; its dependencies are the device runtime only
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def version() -> str:
-    text = (ROOT / "tvrec" / "__init__.py").read_text(encoding="utf-8")
+    text = (ROOT / "device" / "_version.py").read_text(encoding="utf-8")
     m = re.search(r'^__version__ = "([^"]+)"', text, re.M)
     if not m:
-        raise SystemExit("tvrec/__init__.py has no __version__")
+        raise SystemExit("device/_version.py has no __version__")
     return m.group(1)
 
 

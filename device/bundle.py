@@ -628,7 +628,7 @@ def write_bundle(
         raise BundleError(f"{label}: model_io given without model_bytes")
     created_s = _iso(created)
 
-    from tvrec import __version__
+    from device._version import __version__
 
     vocab = sorted({g for gs in cols["genres"] for g in gs})
     code = {g: c for c, g in enumerate(vocab)}
@@ -971,6 +971,7 @@ def pack_bundle(bundle_dir: PathLike, archive_path: PathLike) -> Path:
                     tar.addfile(info, fh)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an archive is for others to read
         os.replace(tmp, archive)
     except BaseException as err:
         with contextlib.suppress(OSError):

@@ -126,6 +126,7 @@ def test_install_is_atomic_and_a_bad_bundle_keeps_the_old_one(tmp_path):
 def test_archive_round_trip_and_truncated_archive(tmp_path):
     path = small_bundle(tmp_path / "b")
     archive = pack_bundle(path, tmp_path / "b.tar.gz")
+    assert archive.stat().st_mode & 0o777 == 0o644  # readable by the box's service user
     out = unpack_bundle(archive, tmp_path / "unpacked")
     assert open_bundle(out).n_items == 6
     cut = tmp_path / "cut.tar.gz"

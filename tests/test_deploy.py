@@ -18,14 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 # Third-party import name -> the distribution that provides it on the box (None: optional,
 # provided by the box when LiteRT has no wheel for it).
 PROVIDER = {"numpy": "numpy", "sqlite_utils": "sqlite-utils", "ai_edge_litert": "ai-edge-litert",
             "tflite_runtime": None, "av": "av"}
-# Known exception, to be removed: device/bundle.py's write_bundle (fleet side; also behind
-# synth_bundle) imports tvrec.__version__ for the manifest. Not in the device wheel: on a box
-# install/open/engine/serve work, writing a bundle raises ModuleNotFoundError (issue #7 report).
-KNOWN_OUTSIDE = {"tvrec": {"bundle.py"}}
 
 
 def _load_builder():
@@ -88,8 +85,6 @@ def test_every_third_party_import_of_device_is_a_declared_dependency(wheel):
     declared = {r.split(">")[0].split(";")[0].split("=")[0].strip().lower()
                 for r in meta.get_all("Requires-Dist")}
     for module, files in _third_party_imports().items():
-        if module in KNOWN_OUTSIDE and files <= KNOWN_OUTSIDE[module]:
-            continue
         assert module in PROVIDER, f"device imports {module} ({sorted(files)}): not a box dependency"
         dist = PROVIDER[module]
         assert dist is None or dist in declared, f"{module} is imported but {dist} is not declared"

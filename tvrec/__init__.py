@@ -6,4 +6,6 @@ the version and the command-line entry point, so that ``tvrec --help`` never imp
 dependency.
 """
 
-__version__ = "0.1.0"
+# One place for the version: the device package, which ships alone to the box (its wheel and
+# the bundles it writes carry the same number).
+from device._version import __version__  # noqa: E402,F401

@@ -113,7 +113,7 @@ class FusionConfig:
     audio_pool: int = 4
     audio_stats: bool = True
     video_stats: bool = True
-    hidden: int = 128
+    hidden: int = 192
     dropout: float = 0.2
     deep_dropout: float = 0.3
     n_genres: int = 0
@@ -380,7 +380,7 @@ class TrainConfig:
     cross-entropy of the genre head against the item's genre mixture.
     """
 
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4

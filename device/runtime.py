@@ -199,6 +199,8 @@ class TFLiteModel:
         self.interpreter = load_interpreter(model, num_threads, use_xnnpack, backend=self.backend)
         self.interpreter.allocate_tensors()
         self._refresh()
+        # Both runtimes have reset_all_variables (a no-op for models without state tensors).
+        self._stateful = hasattr(self.interpreter, "reset_all_variables")
 
     def _refresh(self) -> None:
         self._inputs = self.interpreter.get_input_details()
@@ -280,6 +282,13 @@ class TFLiteModel:
                 scale, zp = q
                 x = np.clip(np.rint(x.astype(np.float64) / scale + zp), info.min, info.max)
             self.interpreter.set_tensor(d["index"], np.ascontiguousarray(x, dtype=dtype))
+        # Every run starts from a zero recurrent state. The fused UNIDIRECTIONAL_SEQUENCE_LSTM
+        # keeps its hidden and cell state in *variable* tensors that invoke() does not clear: without
+        # this reset a clip's embedding starts from the previous clip's final LSTM state, so it
+        # depended on what was embedded before (up to 0.3 abs. on a 1-step LSTM, ~1e-2 on the demo
+        # model's 32 steps) and differed from Keras, which always starts from zeros.
+        if self._stateful:
+            self.interpreter.reset_all_variables()
         self.interpreter.invoke()
         out = []
         for d, q in zip(self._outputs, self._out_quant):

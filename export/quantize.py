@@ -114,8 +114,8 @@ def convert_int8(model, cfg: FeatureConfig, frames_norm: np.ndarray, logmel_norm
 
 
 def annotate_for_qat(model):
-    """Clone ``model`` with TFMOT annotations on every conv, depthwise, batch-norm and dense
-    layer, and apply quantisation (fake-quant wrappers). The LSTM stays float in training; the
+    """Clone ``model`` with TFMOT annotations on every conv, depthwise, dense and conv-following
+    batch-norm layer, and apply quantisation (fake-quant wrappers). The LSTM stays float in training; the
     converter calibrates it from the representative dataset."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
@@ -124,9 +124,21 @@ def annotate_for_qat(model):
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
              keras.layers.BatchNormalization)
 
+    convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+    def annotate(layer) -> bool:
+        if not isinstance(layer, kinds):
+            return False
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # TFMOT quantises a batch norm only as part of a conv+BN pattern; the statistics
+            # paths' batch norms (after a pooling) stay float in QAT, PTQ calibrates them.
+            inbound = layer.inbound_nodes[0].inbound_layers
+            return isinstance(inbound, convs)
+        return True
+
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
-        return Q.quantize_annotate_layer(fresh) if isinstance(layer, kinds) else fresh
+        return Q.quantize_annotate_layer(fresh) if annotate(layer) else fresh
 
     annotated = keras.models.clone_model(model, clone_function=clone)
     annotated.set_weights(model.get_weights())

@@ -16,7 +16,10 @@ batch converts to TFLite with the fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` and no 
       -> reshape to [B, F, C], mean over frames    -> [B, C]
     logmel [B, T, M] float32                     (device.features.normalize_logmel)
       -> average 4 frames per step, LSTM(units), last state -> [B, units]
-    concat -> Dense + ReLU -> Dropout -> Dense(D) -> L2 normalise -> embedding [B, D]
+    statistics (no parameters): per-keyframe mean and mean squared colour, keyframe-to-keyframe
+      motion; per-band mean and mean squared log-mel level and flux -- each group batch-normalised
+    Dense(video) + Dense(audio) + Dense(statistics) (added, see below) -> ReLU -> Dropout
+      -> Dense(D) -> L2 normalise -> embedding [B, D]
 
 Why these choices:
 
@@ -30,6 +33,11 @@ Why these choices:
   box. BatchNorm folds into the convs at conversion.
 * The LSTM is a plain ``keras.layers.LSTM`` (stateless, unroll=False, no masking: every clip has
   exactly ``T`` frames), which the converter fuses.
+* The statistics paths carry what the deep branches, trained on ~400 items, overfit before
+  learning (palette, pace, spectral shape). Each stream has its own Dense and the results are
+  added rather than concatenated first: an int8 tensor has one scale, and a concatenation
+  would make small-valued features (motion, pooled CNN activations) share it with unit-range
+  ones.
 * The embedding is L2-normalised: training regresses it onto unit-norm CF targets by cosine, and
   the box ranks by dot products.
 
@@ -73,13 +81,17 @@ class FusionConfig:
     lstm_units : int
         Units of the audio LSTM.
     video_stats, audio_stats : bool
-        Experimental, off: also feed the fusion layers each keyframe's mean colour and each
-        mel band's mean level (parameter-free poolings). Without them the network overfits the
-        ~400 warm demo items within two epochs: cold-start NDCG@20 0.24, where a ridge
-        regression on those statistics alone reaches 0.44. With them the Keras model reaches
-        0.45 -- but its TFLite conversion loses parity (float TFLite min cosine 0.84, int8
-        mean 0.76 on held-out items; the fused LSTM's output differs from Keras by up to 8e-3
-        and the new paths amplify it), so they do not ship until that is understood.
+        Also feed the fusion parameter-free statistics of the inputs (on by default): each
+        keyframe's mean and mean squared colour and the motion between keyframes; each mel
+        band's mean and mean squared level and its flux (:func:`_video_statistics`,
+        :func:`_audio_statistics`). Without them the deep branches overfit the ~400 warm demo
+        items within two epochs (cold-start NDCG@20 0.24, below the genre-label baseline's
+        0.48); with them the model passes it. They once seemed to break TFLite parity; the
+        cause was the converted LSTM's state tensors carrying over from one clip to the next
+        (fixed in :meth:`device.runtime.TFLiteModel.run`), not these paths.
+    deep_dropout : float
+        Dropout on the pooled CNN features and the LSTM state before the fusion (training
+        only): the deep branches are the ones that overfit.
     audio_pool : int
         Log-mel frames averaged into one LSTM step (4: 128 frames of 32 ms -> 32 steps of
         128 ms). The integer LSTM kernel costs ~10x the float one per step on x86 (it runs
@@ -99,10 +111,11 @@ class FusionConfig:
     blocks: tuple = ((32, 2), (64, 2), (96, 2), (128, 2))
     lstm_units: int = 48
     audio_pool: int = 4
-    audio_stats: bool = False
-    video_stats: bool = False
-    hidden: int = 128
+    audio_stats: bool = True
+    video_stats: bool = True
+    hidden: int = 192
     dropout: float = 0.2
+    deep_dropout: float = 0.3
     n_genres: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,8 +167,8 @@ def build_fusion_model(cfg: FeatureConfig | None = None, fcfg: FusionConfig | No
     logmel = keras.Input((T, M), batch_size=batch_size, name="logmel", dtype="float32")
 
     # ---- video: frames folded into the batch, one conv tower for all of them
-    x = tf.reshape(frames, (-1, S, S, 3), name="video_fold")
-    x = L.Conv2D(fcfg.stem, 3, strides=2, padding="same", use_bias=False, name="video_stem")(x)
+    folded = tf.reshape(frames, (-1, S, S, 3), name="video_fold")
+    x = L.Conv2D(fcfg.stem, 3, strides=2, padding="same", use_bias=False, name="video_stem")(folded)
     x = L.BatchNormalization(name="video_stem_bn")(x)
     x = L.ReLU(name="video_stem_relu")(x)
     for k, (ch, stride) in enumerate(fcfg.blocks):
@@ -168,28 +181,71 @@ def build_fusion_model(cfg: FeatureConfig | None = None, fcfg: FusionConfig | No
     x = L.GlobalAveragePooling2D(name="video_gap")(x)  # [B*F, C]
     x = tf.reshape(x, (-1, F, fcfg.blocks[-1][0]), name="video_unfold")  # [B, F, C]
     video = L.GlobalAveragePooling1D(name="video_frame_mean")(x)  # mean over frames
-    if fcfg.video_stats:  # each keyframe's mean colour, a direct path to the palette
-        colour = L.GlobalAveragePooling2D(name="video_colour")(tf.reshape(frames, (-1, S, S, 3)))
-        colour = tf.reshape(colour, (-1, F * 3), name="video_colour_unfold")
-        video = L.Concatenate(name="video_concat")([video, colour])
 
     # ---- audio: one LSTM over the normalised log-mel, last state
     a = logmel
     if fcfg.audio_pool > 1:
         a = L.AveragePooling1D(fcfg.audio_pool, name="audio_pool")(a)
     audio = L.LSTM(fcfg.lstm_units, name="audio_lstm")(a)
-    if fcfg.audio_stats:  # each mel band's mean level, a direct path to the spectral shape
-        band = L.GlobalAveragePooling1D(name="audio_band_mean")(a)
-        audio = L.Concatenate(name="audio_concat")([audio, band])
 
-    # ---- fusion
-    h = L.Concatenate(name="fusion_concat")([video, audio])
-    h = L.Dense(fcfg.hidden, activation="relu", name="fusion_dense")(h)
+    # ---- fusion. The deep features and the (batch-normalised, ~unit range) statistics each
+    # get their own Dense projection and the projections are *added* -- the same function as one
+    # Dense over their concatenation, but an int8 CONCATENATION shares one scale between its
+    # inputs, which would crush the CNN's small pooled activations next to unit-range statistics.
+    streams = [L.Dropout(fcfg.deep_dropout, name="video_deep_dropout")(video),
+               L.Dropout(fcfg.deep_dropout, name="audio_deep_dropout")(audio)]
+    names = ["fusion_video", "fusion_audio"]
+    stats = (_video_statistics(tf, L, folded, F, S) if fcfg.video_stats else []) + \
+        (_audio_statistics(tf, L, a) if fcfg.audio_stats else [])
+    if stats:
+        streams.append(stats[0] if len(stats) == 1 else L.Concatenate(name="fusion_stats")(stats))
+        names.append("fusion_stats_dense")
+    parts = [L.Dense(fcfg.hidden, use_bias=(k == 0), name=n)(t) for k, (n, t) in enumerate(zip(names, streams))]
+    h = parts[0] if len(parts) == 1 else L.Add(name="fusion_add")(parts)
+    h = L.ReLU(name="fusion_relu")(h)
     h = L.Dropout(fcfg.dropout, name="fusion_dropout")(h)
     e = L.Dense(fcfg.dim, name="fusion_embed")(h)
     e = L.UnitNormalization(axis=-1, name="embedding")(e)
     return keras.Model({"frames": frames, "logmel": logmel}, e, name="fusion")
 
+
+def _video_statistics(tf, L, folded, F: int, S: int):
+    """Parameter-free picture statistics -> ``[B, 6F]`` palette and ``[B, F-1]`` motion.
+
+    The palette, brightness and pace of a programme are what its style is drawn with
+    (``models/synth_media.py``), and a small CNN trained on ~400 items overfits long before it
+    learns them; so they also reach the fusion directly:
+
+    * palette: each keyframe's mean colour and mean squared colour (``MEAN`` of ``x`` and
+      ``x * x``: no ``sqrt``/``moments``, whose variance near 0 has an unbounded derivative);
+    * motion: mean absolute change between consecutive keyframes on a 4x-pooled picture.
+
+    Builtin ops only (``MEAN``, ``MUL``, ``AVERAGE_POOL_2D``, ``STRIDED_SLICE``, ``SUB``,
+    ``ABS``, ``RESHAPE``), float and int8 alike. Motion (~0.05) and palette (~1) are batch-
+    normalised *separately* (a per-feature scale at inference): an int8 tensor has one scale, so
+    the two must not share a tensor before their ranges are equalised.
+    """
+    colour = L.GlobalAveragePooling2D(name="video_colour")(folded)  # [B*F, 3]
+    colour_sq = L.GlobalAveragePooling2D(name="video_colour_sq")(L.Multiply(name="video_square")([folded, folded]))
+    palette = tf.reshape(L.Concatenate(name="video_palette_cat")([colour, colour_sq]), (-1, F * 6),
+                         name="video_palette_unfold")
+    small = L.AveragePooling2D(4, name="video_motion_pool")(folded)  # [B*F, S/4, S/4, 3]
+    seq = tf.reshape(small, (-1, F, (S // 4) * (S // 4) * 3), name="video_motion_seq")
+    diff = L.Subtract(name="video_motion_diff")([seq[:, 1:], seq[:, :-1]])
+    motion = L.GlobalAveragePooling1D(data_format="channels_first", name="video_motion")(tf.abs(diff))
+    return [L.BatchNormalization(name="video_palette_bn")(palette),
+            L.BatchNormalization(name="video_motion_bn")(motion)]
+
+
+def _audio_statistics(tf, L, a):
+    """Per mel band over the (pooled) clip: mean level, mean squared level and mean absolute
+    change between steps (spectral flux: tempo and articulation), batch-normalised together
+    (their ranges are alike). ``a`` is ``[B, steps, M]``."""
+    band = L.GlobalAveragePooling1D(name="audio_band_mean")(a)
+    band_sq = L.GlobalAveragePooling1D(name="audio_band_sq")(L.Multiply(name="audio_square")([a, a]))
+    flux = L.GlobalAveragePooling1D(name="audio_flux")(tf.abs(a[:, 1:] - a[:, :-1]))
+    stats = L.Concatenate(name="audio_stats_cat")([band, band_sq, flux])
+    return [L.BatchNormalization(name="audio_stats_bn")(stats)]
 
 def build_training_model(embedder, n_genres: int):
     """Wrap the embedder with the auxiliary genre head: outputs ``(embedding, genre_logits)``."""
@@ -324,7 +380,7 @@ class TrainConfig:
     cross-entropy of the genre head against the item's genre mixture.
     """
 
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4

@@ -74,10 +74,13 @@ def test_real_clips_embed_finite_distinct_and_repeatably(shared_data):
     assert (gram[~np.eye(len(a), dtype=bool)] < 0.9999).all(), "clips embed distinctly"
 
 
-def test_experimental_statistics_paths_build():
-    model = build_fusion_model(CFG, FusionConfig(audio_stats=True, video_stats=True))
-    names = {layer.name for layer in model.layers}
-    assert {"video_colour", "audio_band_mean", "video_concat", "audio_concat"} <= names
+def test_statistics_paths_build_and_can_be_switched_off():
+    names = {layer.name for layer in build_fusion_model(CFG).layers}
+    assert {"video_colour", "video_motion", "audio_band_mean", "audio_flux", "fusion_stats_dense",
+            "fusion_add"} <= names
+    plain = build_fusion_model(CFG, FusionConfig(audio_stats=False, video_stats=False))
+    assert not {layer.name for layer in plain.layers} & {"video_colour", "audio_band_mean"}
     x = {"frames": np.zeros((2, CFG.frames, CFG.size, CFG.size, 3), np.float32),
          "logmel": np.zeros((2, CFG.n_frames, CFG.n_mels), np.float32)}
-    assert np.asarray(model(x, training=False)).shape == (2, FusionConfig().dim)
+    for model in (build_fusion_model(CFG), plain):
+        assert np.asarray(model(x, training=False)).shape == (2, FusionConfig().dim)

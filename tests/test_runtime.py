@@ -202,3 +202,26 @@ def test_tflite_runtime_backend(models, tmp_path):
     assert proc.returncode == 0, proc.stderr
     for xnn in (0, 1):
         np.testing.assert_allclose(np.load(tmp_path / f"y{xnn}.npy"), expect, atol=1e-6)
+
+
+def test_recurrent_state_does_not_leak_between_runs():
+    """The fused LSTM keeps its state in variable tensors that invoke() does not clear: every run
+    must start from zeros, so a clip's output never depends on the clip run before it."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    tf = pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("tf_keras")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((2, IN), batch_size=1)
+    model = keras.Model(inp, keras.layers.LSTM(OUT)(inp))
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec((1, 2, IN), tf.float32)]).get_concrete_function()
+    blob = tf.lite.TFLiteConverter.from_concrete_functions([fn], model).convert()
+    m = TFLiteModel(blob, use_xnnpack=False)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in m.op_profile()
+    rng = np.random.default_rng(4)
+    a, b = (rng.standard_normal((1, 2, IN)).astype(np.float32) * 2 for _ in range(2))
+    first = m.run([b])[0]
+    m.run([a])
+    again = m.run([b])[0]
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(again, np.asarray(model(b, training=False)), atol=1e-5)

@@ -229,7 +229,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--catalog", required=True, help="a `tvrec catalog generate` folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 40, early stopping)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 60, early stopping)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_train)
 

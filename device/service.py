@@ -79,6 +79,27 @@ def _rows_json(rows: list) -> list[dict]:
     return [dataclasses.asdict(r) for r in rows]
 
 
+def print_home(bundle_path, db, profile: str, *, as_json: bool = False) -> None:
+    """One profile's home rows on stdout (created if missing): ``tvrec recommend`` and
+    ``tvrec-device recommend`` both print through this."""
+    from device.engine import Engine
+
+    with Engine(bundle_path, db) as engine:
+        if profile not in {p.id for p in engine.history.profiles()}:
+            engine.add_profile(profile)
+        rows = engine.home(profile)
+        if as_json:
+            print(json.dumps({"profile": profile, "home_ms": engine.timings.home_ms,
+                              "rows": _rows_json(rows)}, indent=1))
+            return
+        for row in rows:
+            print(row.title)
+            for card in row.cards:
+                print(f"   {card.title:40.40s}  {card.reason}")
+            print()
+        print(f"({engine.timings.home_ms:.1f} ms)")
+
+
 class RowWriter:
     """Home rows of every profile, written to ``out``; reopens the engine when the bundle moves.
 
@@ -249,22 +270,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"rolled back to {rollback(args.bundles)}")
         elif args.command == "recommend":
-            from device.engine import Engine
-
-            with Engine(resolve_bundle(args.bundle, args.bundles), args.db) as engine:
-                if args.profile not in {p.id for p in engine.history.profiles()}:
-                    engine.add_profile(args.profile)
-                rows = engine.home(args.profile)
-                if args.json:
-                    print(json.dumps({"profile": args.profile, "home_ms": engine.timings.home_ms,
-                                      "rows": _rows_json(rows)}, indent=1))
-                else:
-                    for row in rows:
-                        print(row.title)
-                        for card in row.cards:
-                            print(f"   {card.title:40.40s}  {card.reason}")
-                        print()
-                    print(f"({engine.timings.home_ms:.1f} ms)")
+            print_home(resolve_bundle(args.bundle, args.bundles), args.db, args.profile,
+                       as_json=args.json)
         else:
             with RowWriter(args.db, args.out, bundle=args.bundle, bundles=args.bundles,
                            num_threads=args.threads) as writer:

@@ -294,25 +294,9 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
+    from device.service import print_home
 
-    from device.engine import Engine
-
-    with Engine(args.bundle, args.db) as engine:
-        if args.profile not in {p.id for p in engine.history.profiles()}:
-            engine.add_profile(args.profile)
-        rows = engine.home(args.profile)
-        if args.json:
-            print(json.dumps({"profile": args.profile, "home_ms": engine.timings.home_ms,
-                              "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
-            return 0
-        for row in rows:
-            print(row.title)
-            for card in row.cards:
-                print(f"   {card.title:40.40s}  {card.reason}")
-            print()
-        print(f"({engine.timings.home_ms:.1f} ms)")
+    print_home(args.bundle, args.db, args.profile, as_json=args.json)
     return 0
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from device.bundle import Bundle, open_bundle
 from device.cf import _top_k, gather_rows, read_row, recommend
-from device.content import ContentEmbedder, quantize_embedding, unit
+from device.content import ContentEmbedder, Embedded, quantize_embedding, unit
 from device.errors import BundleError, HistoryError, UnknownItemError
 from device.history import History
 
@@ -625,15 +625,22 @@ class Engine:
                                              num_threads=self.num_threads)
         return self._embedder
 
-    def add_local_item(self, media_path: str | os.PathLike, metadata: dict | None = None) -> Card:
+    def add_local_item(self, media_path: str | os.PathLike, metadata: dict | None = None, *,
+                       embedded: Embedded | None = None) -> Card:
         """Embed a recording made on the box and store it; it then appears in content rows.
 
         ``metadata`` may hold ``id``, ``title``, ``genres``. A file that cannot be decoded
-        raises :class:`~device.errors.MediaError` and nothing is stored.
+        raises :class:`~device.errors.MediaError` and nothing is stored. ``embedded``: the
+        file's embedding made elsewhere with this bundle's model (e.g. by
+        :func:`device.content.embed_files_isolated`, which keeps decoding out of this process).
         """
         metadata = dict(metadata or {})
         path = Path(media_path)
-        emb = self.embedder.embed_file(path)  # MediaError before anything is written
+        # MediaError before anything is written
+        emb = embedded if embedded is not None else self.embedder.embed_file(path)
+        if emb.vector.shape != (self.bundle.dim,):
+            raise HistoryError(f"{path}: embedding of size {emb.vector.size}, the bundle's "
+                               f"model gives {self.bundle.dim}")
         self.timings.embed_ms = emb.decode_ms + emb.model_ms
         self.timings.extra = {"decode_ms": emb.decode_ms, "model_ms": emb.model_ms}
         q, scale = quantize_embedding(emb.vector)

@@ -12,6 +12,7 @@ signal. The UI thread never waits on the engine.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import multiprocessing as mp
 import os
@@ -70,8 +71,12 @@ class EngineClient(QObject):
         self._conn, child = ctx.Pipe()
         self.process = ctx.Process(target=engine_process.serve,
                                    args=(child, str(bundle), str(db), num_threads),
-                                   name="tvrec-engine", daemon=True)
+                                   name="tvrec-engine", daemon=False)
+        # Not a daemon: the engine starts its own short-lived children (isolated embedding),
+        # which daemonic processes may not. It still ends with the UI: close() at exit, and if
+        # the UI dies the pipe closes and the engine's recv() ends its loop.
         self.process.start()
+        atexit.register(self.close)
         child.close()
         self.answered.connect(self._dispatch)
         self._thread = threading.Thread(target=self._pump, name="tvrec-engine-pump", daemon=True)

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from device.content import embed_files_isolated
 from device.engine import Engine
-from device.errors import MediaError, TvrecError
+from device.errors import TvrecError
 
 #: Demo viewers created in a new database: one with a viewing past, one brand new.
 DEMO_PROFILES = (("alex", "Alex"), ("sam", "Sam"))
@@ -134,20 +135,35 @@ class EngineService:
 
     def add_media_dir(self, folder: str) -> dict[str, Any]:
         """Embed every video in ``folder`` not already on the box; a file that cannot be decoded
-        is reported by name and skipped (nothing stored for it)."""
+        is reported by name and skipped (nothing stored for it).
+
+        Decoding runs in a short-lived child (:func:`device.content.embed_files_isolated`), as
+        a box would run it as a background job: FFmpeg and its frame buffers never enter the
+        engine process, whose memory the overlay judges."""
         added, skipped, errors = [], [], []
+        todo = []
         for path in sorted(Path(folder).iterdir()):
             if path.suffix.lower() not in MEDIA_SUFFIXES or not path.is_file():
                 continue
             item_id = f"local:{path.stem}"
             if self.engine.history.has_item(item_id):
                 skipped.append(item_id)
-                continue
-            try:
-                card = self.engine.add_local_item(path, {"id": item_id, "title": _title_of(path)})
-                added.append(card.item_id)
-            except MediaError as e:
-                errors.append(str(e))
+            else:
+                todo.append(path)
+        if todo:
+            b = self.engine.bundle
+            results = embed_files_isolated(b.model_path, b.feature_config, todo,
+                                           num_threads=self.engine.num_threads)
+            for path, res in zip(todo, results):
+                if isinstance(res, Exception):
+                    errors.append(str(res))
+                    continue
+                try:
+                    card = self.engine.add_local_item(
+                        path, {"id": f"local:{path.stem}", "title": _title_of(path)}, embedded=res)
+                    added.append(card.item_id)
+                except TvrecError as e:
+                    errors.append(str(e))
         return {"added": added, "skipped": skipped, "errors": errors}
 
     # -------------------------------------------------------------- budget

@@ -269,3 +269,19 @@ def test_a_row_holds_at_most_two_episodes_of_a_series(engine):
         assert max(series.count(s) for s in series) <= 2 == SERIES_CAP, row.title
     # without the cap, the CF rows would be walls of this one show
     assert any(series_of(c.title) == name for r in rows for c in r.cards)
+
+
+def test_isolated_embedding_matches_in_process_and_reports_bad_files(engine, shared_data, tmp_path):
+    from device.content import embed_files_isolated
+
+    clip = shared_data / "media" / "video" / "doc_example3.mp4"
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00junk" * 200)
+    b = engine.bundle
+    here = engine.embedder.embed_file(clip)
+    iso, err = embed_files_isolated(b.model_path, b.feature_config, [clip, bad])
+    np.testing.assert_array_equal(iso.vector, here.vector)  # same decode, same model, same state
+    assert isinstance(err, MediaError) and "broken.mp4" in str(err)
+    card = engine.add_local_item(clip, {"id": "rec1"}, embedded=iso)
+    assert card.source == "local" and engine.history.has_item("rec1")
+    assert not engine.history.has_item("local:broken")

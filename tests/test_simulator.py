@@ -230,6 +230,12 @@ def test_a_recording_plays_its_real_frames(qtbot, client, shared_data):
     client.call("add_media_dir", str(clip.parent), on_result=got.append, on_error=got.append)
     qtbot.waitUntil(lambda: bool(got), timeout=120_000)
     assert not isinstance(got[0], Exception)
+    assert "local:chaplin" in got[0]["added"] + got[0]["skipped"]
+    # Decoding ran in a short-lived child: FFmpeg never entered the engine process.
+    mods = []
+    client.call("loaded_modules", ["av"], on_result=mods.append)
+    qtbot.waitUntil(lambda: bool(mods), timeout=30_000)
+    assert mods[0] == []
     tv = open_tv(qtbot, client, "watcher")
     from device.engine import Card
 

@@ -355,3 +355,22 @@ def test_qt_bindings_keep_none_alive():
         font.setBold(True)
     gc.collect()
     assert sys.getrefcount(None) - before > -50
+
+
+def test_clear_history_in_settings_empties_the_profile(qtbot, client, db_path):
+    tv = open_tv(qtbot, client, "clearer")
+    key(qtbot, tv, Qt.Key_Down, len(tv.home_screen.rows) - 1)
+    key(qtbot, tv, Qt.Key_Space)
+    key(qtbot, tv, Qt.Key_Right, 10)
+    qtbot.waitUntil(lambda: tv.screen is tv.home_screen, timeout=10_000)
+    wait_idle(tv)
+    assert events_of(db_path, "clearer") and "top_picks" in row_kinds(tv)
+    key(qtbot, tv, Qt.Key_Up, len(tv.home_screen.rows))
+    key(qtbot, tv, Qt.Key_Right)                      # Settings
+    key(qtbot, tv, Qt.Key_Return)
+    key(qtbot, tv, Qt.Key_Down, 2)                    # "Clear watch history"
+    key(qtbot, tv, Qt.Key_Return)
+    assert tv.toast_text.startswith("Cleared ")
+    assert events_of(db_path, "clearer") == []
+    key(qtbot, tv, Qt.Key_H)
+    assert "top_picks" not in row_kinds(tv)           # back to a new viewer's screen

@@ -448,7 +448,7 @@ def default_db() -> Path:
 def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "entry",
          resolution: str = "1080p", profile: str | None = None, media: str | Path | None = None,
          screenshot: str | Path | None = None, script: str = "", frames: str | Path | None = None,
-         play_through_s: float = PLAY_THROUGH_S) -> int:
+         play_through_s: float = PLAY_THROUGH_S, quit_after: float | None = None) -> int:
     """``tvrec sim``: the window, or (with ``screenshot``) one headless run that saves a PNG."""
     steps = parse_script(script) if script else []
     hardware_profile(hardware)  # unknown names fail before any window opens
@@ -496,6 +496,8 @@ def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "e
         tv.setFocus()
         if steps:
             QTimer.singleShot(500, lambda: run_script(tv, steps))
+        if quit_after is not None:  # kiosk loops and smoke tests: close the window on a timer
+            QTimer.singleShot(int(quit_after * 1000), window.close)
         return app.exec()
     finally:
         client.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -374,3 +375,29 @@ def test_clear_history_in_settings_empties_the_profile(qtbot, client, db_path):
     assert events_of(db_path, "clearer") == []
     key(qtbot, tv, Qt.Key_H)
     assert "top_picks" not in row_kinds(tv)           # back to a new viewer's screen
+
+
+def test_the_window_opens_on_a_real_x_server(tmp_path, demo_bundle):
+    """`make demo`'s path: a real window (TV + remote) on an X server, a script, then closed."""
+    import shutil
+
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb not installed (.ci/run installs it)")
+    display = f":{90 + os.getpid() % 100}"
+    server = subprocess.Popen([xvfb, display, "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+        env["DISPLAY"] = display
+        proc = subprocess.run(
+            [sys.executable, "-m", "tvrec.cli", "sim", "--bundle", str(demo_bundle), "--db",
+             str(tmp_path / "h.db"), "--script", "down,right,ok,back", "--quit-after", "6"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        server.terminate()
+        server.wait(10)
+    with History(tmp_path / "h.db") as h:
+        assert {p.id for p in h.profiles()} == {"alex", "sam"}  # the demo viewers were seeded

@@ -322,6 +322,8 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", metavar="DIR", help="with --screenshot: also save one PNG per step")
     p.add_argument("--play-through", type=float, default=30.0, metavar="SECONDS",
                    help="wall seconds in which a programme plays to its end (default 30)")
+    p.add_argument("--quit-after", type=float, metavar="SECONDS",
+                   help="window mode: close the window after SECONDS (smoke tests, kiosk loops)")
     p.set_defaults(func=_run_sim)
 
 
@@ -343,7 +345,8 @@ def _run_sim(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from None
     return sim_main(args.bundle, args.db, hardware=args.hardware, resolution=args.resolution,
                     profile=args.viewer, media=args.media, screenshot=args.screenshot,
-                    script=args.script, frames=args.frames, play_through_s=args.play_through)
+                    script=args.script, frames=args.frames, play_through_s=args.play_through,
+                    quit_after=args.quit_after)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

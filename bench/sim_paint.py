@@ -32,6 +32,16 @@ def _stats(xs: list[float]) -> dict:
             "p95_ms": round(xs[min(len(xs) - 1, int(0.95 * len(xs)))], 3), "n": len(xs)}
 
 
+def _timed(fn, n: int) -> list[float]:
+    """Milliseconds of ``n`` calls of ``fn``."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def main() -> int:
     from PySide6.QtWidgets import QApplication
 
@@ -49,34 +59,22 @@ def main() -> int:
                 wait_until(lambda: tv.home_screen is not None and tv.home_screen.rows is not None, 60)
                 wait_idle(tv)
                 tv.settle()
-                paint = []
-                for _ in range(60):
-                    t0 = time.perf_counter()
-                    tv.render_image()
-                    paint.append((time.perf_counter() - t0) * 1000)
-                press = []
-                for i in range(40):
-                    t0 = time.perf_counter()
-                    tv.press("right" if (i // 5) % 2 == 0 else "left")
+                paint = _timed(tv.render_image, 60)
+                moves = iter(["right" if (i // 5) % 2 == 0 else "left" for i in range(40)])
+
+                def press_and_paint():
+                    tv.press(next(moves))
                     tv.screen.tick(0.016)
                     tv.render_image()
-                    press.append((time.perf_counter() - t0) * 1000)
+
+                press = _timed(press_and_paint, 40)
                 card = tv.home_screen.focused_card
                 tv.push(DetailsScreen(tv, card))
                 wait_idle(tv)
                 tv.settle()
-                details = []
-                for _ in range(30):
-                    t0 = time.perf_counter()
-                    tv.render_image()
-                    details.append((time.perf_counter() - t0) * 1000)
+                details = _timed(tv.render_image, 30)
                 tv.push(PlayerScreen(tv, card, 0.0, None))
-                player = []
-                for _ in range(30):
-                    t0 = time.perf_counter()
-                    tv.screen.tick(0.016)
-                    tv.render_image()
-                    player.append((time.perf_counter() - t0) * 1000)
+                player = _timed(lambda: (tv.screen.tick(0.016), tv.render_image()), 30)
                 tv.screen.playback.stop()
                 tv.go_home()
                 wait_idle(tv)

@@ -574,6 +574,18 @@ class Engine:
         self.card(item_id)  # unknown -> UnknownItemError
         out: list[Card] = []
         seen = {item_id}
+        # At most SERIES_CAP episodes of any one series, the item's own included: an episode's
+        # co-watch neighbours are mostly its siblings, and "more like this" should be more
+        # than the rest of the same show.
+        per_series: dict[str, int] = {}
+
+        def room_for(other: str) -> bool:
+            key = self._series(other)
+            if per_series.get(key, 0) >= SERIES_CAP:
+                return False
+            per_series[key] = per_series.get(key, 0) + 1
+            return True
+
         row = self._row(item_id)
         if row >= 0:
             nb = np.asarray(self.table.neighbours[row])
@@ -582,7 +594,7 @@ class Engine:
                 if nb[j] < 0 or w[j] <= 0:
                     continue
                 other = str(read_row(self.items.ids, int(nb[j])))
-                if other not in seen:
+                if other not in seen and room_for(other):
                     out.append(self.card(other, "Viewers also watched", float(w[j])))
                     seen.add(other)
                 if len(out) >= n:
@@ -601,12 +613,14 @@ class Engine:
             sims[lo:hi] = unit(self.bundle.embedding(np.arange(lo, hi))) @ q
         if len(local.item_ids):
             sims = np.concatenate([sims, unit(local.embeddings) @ q])
-        k = min(len(sims), n - len(out) + len(seen))  # at most len(seen) are skipped
+        # Candidates skipped: those already seen, and episodes over the series cap (a few per
+        # series shown); 8x the cards still needed covers that without sorting everything.
+        k = min(len(sims), 8 * (n - len(out)) + len(seen))
         # descending, ties in catalog-then-local order (what a stable sort gives)
         for r in _top_k(sims, k, np.zeros(len(sims))).tolist() if k > 0 else []:
             other = str(read_row(self.items.ids, r)) if r < n_cat \
                 else str(local.item_ids[r - n_cat])
-            if other not in seen:
+            if other not in seen and room_for(other):
                 out.append(self.card(other, "Similar in look and sound", float(sims[r])))
                 seen.add(other)
             if len(out) >= n:

@@ -285,3 +285,16 @@ def test_isolated_embedding_matches_in_process_and_reports_bad_files(engine, sha
     card = engine.add_local_item(clip, {"id": "rec1"}, embedded=iso)
     assert card.source == "local" and engine.history.has_item("rec1")
     assert not engine.history.has_item("local:broken")
+
+
+def test_more_like_this_is_not_just_the_same_show(engine):
+    from device.engine import SERIES_CAP, series_of
+
+    pop = np.asarray(engine.table.popularity)
+    top = str(np.asarray(engine.items.ids)[int(np.argmax(pop))])
+    sims = engine.similar(top)
+    series = [series_of(c.title) for c in sims]
+    assert len(sims) == engine.row_length
+    assert SERIES_CAP == 2
+    assert max(series.count(s) for s in series) <= 2   # uncapped: 10 of 12 were its own show
+    assert series.count(series_of(engine.card(top).title)) <= 2

@@ -200,7 +200,7 @@ def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats:
         "home_cpu_ms_p95": float(np.percentile(cpu, 95)),
         "history_events": len(engine.history.events(profile_id)),
         "n_items": engine.bundle.n_items,
-        "rss_after_home_mb": _rss_mb(),
+        "rss_after_home_mb": status_mb(),
     }
     model = engine.bundle.model_path
     out["model_bytes"] = model.stat().st_size if model is not None else None
@@ -244,11 +244,14 @@ def _synthetic_inputs(cfg) -> tuple:
     return frames, logmel.reshape(cfg.n_frames, cfg.n_mels)
 
 
-def _rss_mb() -> float:
+def status_mb(field: str = "VmRSS") -> float:
+    """A memory figure of this process from ``/proc/self/status`` in MB (NaN where there is
+    none): ``VmRSS`` now, ``VmHWM`` its peak. Prefer ``VmHWM`` to ``ru_maxrss`` in a process
+    started by a big one: Linux carries ``ru_maxrss`` over from the parent across fork+exec."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass

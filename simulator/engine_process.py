@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from device.budget import status_mb
 from device.content import embed_files_isolated
 from device.engine import Engine
 from device.errors import TvrecError
@@ -26,17 +27,6 @@ from device.errors import TvrecError
 DEMO_PROFILES = (("alex", "Alex"), ("sam", "Sam"))
 #: Video files the simulator adds as the box's own recordings.
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m4v"}
-
-
-def _status_mb(field: str) -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
 
 
 class EngineService:
@@ -175,10 +165,9 @@ class EngineService:
             "embed_ms": t.embed_ms,
             "open_ms": self.open_ms,
             "cold_start_ms": self.cold_start_ms,
-            "rss_mb": _status_mb("VmRSS"),
-            # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across
-            # fork+exec, so a child of the (big) Qt process would report the UI's peak.
-            "rss_peak_mb": _status_mb("VmHWM"),
+            "rss_mb": status_mb("VmRSS"),
+            # VmHWM, not ru_maxrss: this is a child of the (big) Qt process (status_mb).
+            "rss_peak_mb": status_mb("VmHWM"),
             "model_bytes": self.model_bytes,
             "n_items": self.engine.bundle.n_items,
             "pid": os.getpid(),

@@ -251,13 +251,9 @@ class Engine:
               progress: float | None = None, because: str | None = None) -> _Pick:
         """A candidate card; raises ``UnknownItemError`` like :meth:`card`."""
         row = self._row(item_id)
-        if row >= 0:
-            primary = next((self._bundle_genres[c] for c in self._codes[row].tolist() if c >= 0),
-                           "")
-        else:
-            genres = self.history.item(item_id).genres  # raises UnknownItemError
-            primary = genres[0] if genres else ""
-        return _Pick(item_id, primary, reason, score, progress, because)
+        genres = self._catalog_genres(row) if row >= 0 \
+            else self.history.item(item_id).genres  # raises UnknownItemError
+        return _Pick(item_id, genres[0] if genres else "", reason, score, progress, because)
 
     def _title(self, item_id: str) -> str:
         try:
@@ -374,17 +370,20 @@ class Engine:
             if len(kept) == self.row_length:
                 return kept + later + list(cards[n:])
             g = c.primary
-            if counts.get(g, 0) >= cap:
-                later.append(c)
-                continue
-            series = self._series(c.item_id)
-            if per_series.get(series, 0) >= SERIES_CAP:
+            if counts.get(g, 0) >= cap or not self._series_room(per_series, c.item_id):
                 later.append(c)
                 continue
             counts[g] = counts.get(g, 0) + 1
-            per_series[series] = per_series.get(series, 0) + 1
             kept.append(c)
         return kept + later
+
+    def _series_room(self, per_series: dict[str, int], item_id: str) -> bool:
+        """Whether ``item_id``'s series is under SERIES_CAP in ``per_series``; counts it if so."""
+        key = self._series(item_id)
+        if per_series.get(key, 0) >= SERIES_CAP:
+            return False
+        per_series[key] = per_series.get(key, 0) + 1
+        return True
 
     def _series(self, item_id: str) -> str:
         key = self._series_cache.get(item_id)
@@ -560,12 +559,6 @@ class Engine:
         out[none] = np.nan
         return out
 
-    def _release(self, item_id: str) -> float:
-        row = self._row(item_id)
-        if row >= 0:
-            return float(self.items.release[row])
-        return math.inf  # a recording made on the box is the newest thing there is
-
     # ------------------------------------------------------------------ details page
 
     def similar(self, item_id: str, n: int = ROW_LENGTH) -> list[Card]:
@@ -578,14 +571,6 @@ class Engine:
         # co-watch neighbours are mostly its siblings, and "more like this" should be more
         # than the rest of the same show.
         per_series: dict[str, int] = {}
-
-        def room_for(other: str) -> bool:
-            key = self._series(other)
-            if per_series.get(key, 0) >= SERIES_CAP:
-                return False
-            per_series[key] = per_series.get(key, 0) + 1
-            return True
-
         row = self._row(item_id)
         if row >= 0:
             nb = np.asarray(self.table.neighbours[row])
@@ -594,7 +579,7 @@ class Engine:
                 if nb[j] < 0 or w[j] <= 0:
                     continue
                 other = str(read_row(self.items.ids, int(nb[j])))
-                if other not in seen and room_for(other):
+                if other not in seen and self._series_room(per_series, other):
                     out.append(self.card(other, "Viewers also watched", float(w[j])))
                     seen.add(other)
                 if len(out) >= n:
@@ -620,7 +605,7 @@ class Engine:
         for r in _top_k(sims, k, np.zeros(len(sims))).tolist() if k > 0 else []:
             other = str(read_row(self.items.ids, r)) if r < n_cat \
                 else str(local.item_ids[r - n_cat])
-            if other not in seen and room_for(other):
+            if other not in seen and self._series_room(per_series, other):
                 out.append(self.card(other, "Similar in look and sound", float(sims[r])))
                 seen.add(other)
             if len(out) >= n:

@@ -108,6 +108,28 @@ def paint_card(p: QPainter, th: T.Theme, card: Card, x: float, y: float, focused
               T.TEXT_DIM)
 
 
+def row_offset(th: T.Theme, n_cards: int, col: int) -> float:
+    """Horizontal scroll of a row of ``n_cards`` that keeps card ``col`` in view: the focused
+    card sits second from the left (one card of context), never scrolling past the row's end."""
+    step = th.card_w + th.card_gap
+    visible = th.width - 2 * th.safe_x
+    max_off = max(0.0, n_cards * step - th.card_gap - visible + th.px(24))
+    return float(min(max(0, col - 1) * step, max_off))
+
+
+def paint_row(p: QPainter, th: T.Theme, cards: Sequence[Card], y: float, offset: float,
+              focused: int | None) -> None:
+    """A row of cards from the title-safe left edge, scrolled by ``offset``; the focused card
+    is drawn last so its glow lies over its neighbours."""
+    step = th.card_w + th.card_gap
+    for c, card in enumerate(cards):
+        cx = th.safe_x + c * step - offset
+        if c != focused and not (cx > th.width or cx + th.card_w < 0):
+            paint_card(p, th, card, cx, y, False)
+    if focused is not None and 0 <= focused < len(cards):
+        paint_card(p, th, cards[focused], th.safe_x + focused * step - offset, y, True)
+
+
 def paint_button(p: QPainter, th: T.Theme, rect: QRectF, label: str, focused: bool) -> None:
     if focused:
         grow = th.px(4)
@@ -231,11 +253,7 @@ class HomeScreen(Screen):
         y = max(0, r - 1) * th.row_h  # the focused row sits at the top of the rows area
         xs = dict(self._x)
         if r >= 1 and self.rows:
-            n = len(self.rows[r - 1].cards)
-            step = th.card_w + th.card_gap
-            visible = th.width - 2 * th.safe_x
-            max_off = max(0.0, n * step - th.card_gap - visible + th.px(24))
-            xs[r] = float(min(max(0, c - 1) * step, max_off))
+            xs[r] = row_offset(th, len(self.rows[r - 1].cards), c)
         return float(y), xs
 
     def tick(self, dt: float) -> bool:
@@ -282,26 +300,14 @@ class HomeScreen(Screen):
             return
         p.save()
         p.setClipRect(QRectF(0, top, th.width, th.height - top))
-        step = th.card_w + th.card_gap
         for r, row in enumerate(self.rows, start=1):
             ry = top + (r - 1) * th.row_h - self._y
             if ry > th.height or ry + th.row_h < top:
                 continue
             draw_text(p, QRectF(x0, ry, th.width - 2 * x0, th.px(48)), row.title,
                       th.font(T.Theme.TEXT_ROW, True), T.TEXT)
-            cy = ry + th.px(56) + th.px(12)
-            off = self._x.get(r, 0.0)
-            focus_at = None
-            for c, card in enumerate(row.cards):
-                cx = x0 + c * step - off
-                if cx > th.width or cx + th.card_w < 0:
-                    continue
-                if self.grid.position == (r, c):
-                    focus_at = (card, cx)
-                    continue
-                paint_card(p, th, card, cx, cy, False)
-            if focus_at is not None:  # drawn last so its glow lies over its neighbours
-                paint_card(p, th, focus_at[0], focus_at[1], cy, True)
+            focused = self.grid.col if self.grid.position == (r, self.grid.col) else None
+            paint_row(p, th, row.cards, ry + th.px(68), self._x.get(r, 0.0), focused)
         p.restore()
 
 
@@ -383,10 +389,7 @@ class DetailsScreen(Screen):
         th = self.app.theme
         if self.grid.row != 1 or not self.similar:
             return 0.0
-        step = th.card_w + th.card_gap
-        n = len(self.similar)
-        max_off = max(0.0, n * step - th.card_gap - (th.width - 2 * th.safe_x) + th.px(24))
-        return float(min(max(0, self.grid.col - 1) * step, max_off))
+        return row_offset(th, len(self.similar), self.grid.col)
 
     def settle(self) -> None:
         self._x = self._target()
@@ -432,18 +435,8 @@ class DetailsScreen(Screen):
             draw_text(p, QRectF(x0, ry + th.px(70), th.width, th.px(40)), "Loading\u2026",
                       th.font(T.Theme.TEXT_BODY), T.TEXT_DIM)
             return
-        step = th.card_w + th.card_gap
-        focus_at = None
-        for i, card in enumerate(self.similar):
-            cx = x0 + i * step - self._x
-            if cx > th.width or cx + th.card_w < 0:
-                continue
-            if self.grid.position == (1, i):
-                focus_at = (card, cx)
-                continue
-            paint_card(p, th, card, cx, ry + th.px(68), False)
-        if focus_at is not None:
-            paint_card(p, th, focus_at[0], focus_at[1], ry + th.px(68), True)
+        focused = self.grid.col if self.grid.position == (1, self.grid.col) else None
+        paint_row(p, th, self.similar, ry + th.px(68), self._x, focused)
 
 
 class PlayerScreen(Screen):

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from device.budget import status_mb
 from device.content import embed_files_isolated
 from device.engine import Engine
@@ -27,6 +29,20 @@ from device.errors import TvrecError
 DEMO_PROFILES = (("alex", "Alex"), ("sam", "Sam"))
 #: Video files the simulator adds as the box's own recordings.
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m4v"}
+
+
+def demo_picks(bundle, n_same: int = 3, n_other: int = 2) -> tuple[list[str], list[str]]:
+    """Warm items for a demo viewer's past, most popular first: ``n_same`` of the most popular
+    item's primary genre and ``n_other`` of other genres (so every row of the home screen has
+    something to show). The simulator's seed and ``tvrec demo`` both watch these."""
+    pop = np.asarray(bundle.table.popularity)
+    warm = np.flatnonzero(~np.asarray(bundle.items.cold, dtype=bool))
+    by_pop = warm[np.argsort(-pop[warm], kind="stable")]
+    genre = lambda r: (bundle.items.genres[r] or [""])[0]  # noqa: E731
+    top = genre(by_pop[0])
+    same = [str(bundle.items.ids[r]) for r in by_pop if genre(r) == top][:n_same]
+    other = [str(bundle.items.ids[r]) for r in by_pop if genre(r) != top][:n_other]
+    return same, other
 
 
 class EngineService:
@@ -94,18 +110,9 @@ class EngineService:
         genre (so every row appears), and Sam, who is new (Popular now only)."""
         if self.engine.history.profiles():
             return self.profiles()
-        import numpy as np
-
         for pid, name in DEMO_PROFILES:
             self.engine.add_profile(pid, name)
-        b = self.engine.bundle
-        pop = np.asarray(b.table.popularity)
-        warm = np.flatnonzero(~np.asarray(b.items.cold, dtype=bool))
-        by_pop = warm[np.argsort(-pop[warm], kind="stable")]
-        genre = lambda r: (b.items.genres[r] or [""])[0]  # noqa: E731
-        top = genre(by_pop[0])
-        same = [str(b.items.ids[r]) for r in by_pop if genre(r) == top][:3]
-        other = [str(b.items.ids[r]) for r in by_pop if genre(r) != top][:2]
+        same, other = demo_picks(self.engine.bundle)
         for item in same[:2]:
             self.engine.record("alex", item, "play", position=0.0)
             self.engine.record("alex", item, "finish")

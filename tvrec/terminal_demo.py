@@ -123,6 +123,7 @@ def run_bundle(bundle_path: Path, db_path: Path | None = None, media: Path | Non
     import numpy as np
 
     from device.engine import Engine
+    from simulator.engine_process import demo_picks
 
     db_path = db_path or Path(tempfile.mkdtemp(prefix="tvrec-demo-")) / "history.db"
     now = time.time()
@@ -135,16 +136,7 @@ def run_bundle(bundle_path: Path, db_path: Path | None = None, media: Path | Non
         print("== A new viewer ==\n")
         _print_rows(engine.home("viewer"), engine.timings)
 
-        pop = np.asarray(b.table.popularity)
-        warm = np.flatnonzero(~np.asarray(b.items.cold))
-        by_pop = warm[np.argsort(-pop[warm], kind="stable")]
-        genre = lambda r: (b.items.genres[r] or [""])[0]  # noqa: E731
-        top_genre = genre(by_pop[0])
-        same = [r for r in by_pop if genre(r) == top_genre][:3]
-        other = [r for r in by_pop if genre(r) != top_genre][:2]
-        ids = lambda rows: [str(b.items.ids[r]) for r in rows]  # noqa: E731
-        a, c, d = ids(same)
-        e, f = ids(other)
+        (a, c, d), (e, f) = demo_picks(b)
         t = now - 5 * 86400
         for item in (a, c):
             engine.record("viewer", item, "play", position=0.0, timestamp=t)

@@ -67,9 +67,6 @@ class EngineService:
     def similar(self, item_id: str, n: int = 12):
         return self.engine.similar(item_id, n)
 
-    def card(self, item_id: str):
-        return self.engine.card(item_id)
-
     def media_path(self, item_id: str) -> str | None:
         """The recording's file for local items (None for catalog items: no media on the box)."""
         if not self.engine.history.has_item(item_id):
@@ -101,9 +98,6 @@ class EngineService:
 
     def clear(self, profile: str) -> int:
         return self.engine.history.clear(profile)
-
-    def event_count(self, profile: str) -> int:
-        return len(self.engine.history.events(profile))
 
     def seed_demo(self) -> list[tuple[str, str, bool]]:
         """In a database without profiles: Alex, who has watched a few popular shows of one

@@ -374,14 +374,25 @@ def solve_supports(
     for lo in range(0, T, batch):
         hi = min(T, lo + batch)
         blocks, rhs = gram_blocks(gram, targets[lo:hi], supports[lo:hi])
-        valid = supports[lo:hi] >= 0
-        blocks += lam * eye  # padding rows become lam * I with rhs 0: weight 0
-        out[lo:hi] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
+        out[lo:hi] = solve_systems(blocks, rhs, supports[lo:hi] >= 0, lam, eye)
         if bar is not None:
             bar.update(hi - lo)
     if bar is not None:
         bar.close()
     return out
+
+
+def solve_systems(blocks: np.ndarray, rhs: np.ndarray, valid: np.ndarray, lam: float,
+                  eye: np.ndarray | None = None) -> np.ndarray:
+    """Solve the batched ridge systems ``(blocks + lam I) w = rhs``; 0 where not ``valid``.
+
+    The solving half of :func:`solve_supports`, for engines that build the blocks themselves
+    (the Spark job builds them from a broadcast interaction matrix). ``blocks`` (T, S, S) and
+    ``rhs`` (T, S) must be zero at padding (as :func:`gram_blocks` returns them): padding rows
+    then read ``lam * w = 0``. ``blocks`` is modified in place.
+    """
+    blocks += lam * (np.eye(blocks.shape[-1]) if eye is None else eye)
+    return np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
 
 
 # --------------------------------------------------------------------------- pruning

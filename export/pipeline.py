@@ -35,8 +35,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-#: Dimension of the bundle's item embeddings when no content model fixes it.
-EMBEDDING_DIM = 32
 #: Release value stored for items whose release is unknown (oldest: never "newest first").
 UNKNOWN_RELEASE = 0
 
@@ -106,34 +104,10 @@ def read_step(items_path, interactions_path):
 
 
 def interaction_matrix(log, items) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Profiles x items interaction strengths: per pair the largest completion, 0 when the
-    latest event on it is a dislike (a dislike is no evidence of co-watching).
+    """The log as a profiles x items matrix (:func:`models.readers.log_matrix`)."""
+    from models.readers import log_matrix
 
-    A rating log has completion 1 on every row, so each rated item counts once (the MovieLens
-    protocol of ``../shared/notes/cf-anchors.md``).
-
-    Returns
-    -------
-    X : scipy.sparse.csr_matrix, shape (n_profiles, len(items))
-    profile_ids : np.ndarray of str (object)
-        Row order of ``X`` (sorted).
-    """
-    n = len(items)
-    col = np.fromiter((items.index[i] for i in log.items.tolist()), np.int64, count=len(log))
-    profile_ids, row = np.unique(log.profiles.astype(str), return_inverse=True)
-    if len(log) == 0:
-        return sp.csr_matrix((len(profile_ids), n)), profile_ids.astype(object)
-    key = row.astype(np.int64) * n + col
-    order = np.lexsort((log.timestamps, key))
-    key_s = key[order]
-    starts = np.flatnonzero(np.r_[True, key_s[1:] != key_s[:-1]])
-    strength = np.maximum.reduceat(np.asarray(log.completion, np.float64)[order], starts)
-    last = np.r_[starts[1:], len(key_s)] - 1
-    strength = np.where(log.liked[order][last] < 0, 0.0, strength)
-    uk = key_s[starts]
-    X = sp.csr_matrix((strength, (uk // n, uk % n)), shape=(len(profile_ids), n))
-    X.eliminate_zeros()
-    return X, profile_ids.astype(object)
+    return log_matrix(log, items)
 
 
 def learn_step(X: sp.csr_matrix, warm: np.ndarray, k: int) -> Learned:
@@ -167,12 +141,13 @@ def learn_step(X: sp.csr_matrix, warm: np.ndarray, k: int) -> Learned:
 
 
 def embedding_dim(X: sp.spmatrix, warm: np.ndarray) -> int:
-    """:data:`EMBEDDING_DIM`, or less for a catalog too small to carry it (a rank-D
-    factorisation needs more than D warm items and profiles)."""
-    return max(1, min(EMBEDDING_DIM, int(np.count_nonzero(warm)) - 1, X.shape[0] - 1))
+    """The embedding dimension for this log (:func:`models.coldstart.embedding_dim`)."""
+    from models.coldstart import embedding_dim as rule
+
+    return rule(int(np.count_nonzero(warm)), X.shape[0])
 
 
-def embed_step(X: sp.csr_matrix, warm: np.ndarray, dim: int = EMBEDDING_DIM,
+def embed_step(X: sp.csr_matrix, warm: np.ndarray, dim: int,
                seed: int = 0) -> np.ndarray:
     """CF embeddings of the warm items (unit rows; cold rows zero): PureSVD of the warm log,
     the space the cold-start map and the box's "New for you" compare items in."""
@@ -217,7 +192,9 @@ def place_cold_step(E: np.ndarray, warm: np.ndarray, content: Content, items
     embeddings, warm rows CF, cold rows placed (zero where an item has no content)."""
     from models.coldstart import place_cold
 
-    return place_cold(E, warm, content.features, content.has, series=items.series)
+    reads_genres = any(len(g) for g in items.genres)  # metadata features hold the genres
+    return place_cold(E, warm, content.features, content.has, series=items.series,
+                      reads_genres=reads_genres)
 
 
 def media_vectors(items, media_dir, model_dir, *, progress: bool = True):

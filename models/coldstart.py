@@ -364,6 +364,14 @@ def evaluate_hybrid(
 
 #: Quantile bins of release time and duration in the metadata features.
 META_BINS = 8
+#: Dimension of a bundle's CF item embeddings when no content model fixes it.
+EMBEDDING_DIM = 32
+
+
+def embedding_dim(n_warm: int, n_profiles: int) -> int:
+    """:data:`EMBEDDING_DIM`, or less for a catalog too small to carry it (a rank-D
+    factorisation needs more than D warm items and profiles)."""
+    return max(1, min(EMBEDDING_DIM, n_warm - 1, n_profiles - 1))
 
 
 def metadata_features(items) -> tuple[np.ndarray, np.ndarray]:
@@ -420,8 +428,8 @@ def _ridge_gcv(A: np.ndarray, Y: np.ndarray, grid: np.ndarray) -> tuple[np.ndarr
 
 
 def place_cold(cf_embeddings: np.ndarray, warm: np.ndarray, features: np.ndarray,
-               has_features: np.ndarray, *, series: np.ndarray | None = None
-               ) -> tuple[np.ndarray, dict[str, Any]]:
+               has_features: np.ndarray, *, series: np.ndarray | None = None,
+               reads_genres: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
     """Place cold items in CF space from their content features (a map learned on warm items).
 
     Parameters
@@ -436,6 +444,9 @@ def place_cold(cf_embeddings: np.ndarray, warm: np.ndarray, features: np.ndarray
     series : np.ndarray of str, shape (N,), optional
         Series name per item (``""`` none): a cold episode of a series with warm episodes is
         placed at their mean direction -- co-watch of a show's episodes is its strongest signal.
+    reads_genres : bool
+        Whether ``features`` include the genres (recorded in ``info`` for the bundle manifest:
+        the box then does not add its genre match on top).
 
     Returns
     -------
@@ -443,14 +454,16 @@ def place_cold(cf_embeddings: np.ndarray, warm: np.ndarray, features: np.ndarray
         ``cf_embeddings`` for warm rows, unit-norm placements for cold rows with features or a
         warm series, zero otherwise.
     info : dict
-        ``lambda``, ``n_fit`` (warm items the map was fitted on), ``placed``, ``by_series``.
+        ``lambda``, ``n_fit`` (warm items the map was fitted on), ``placed``, ``by_series``,
+        ``reads_genres``.
     """
     E = np.asarray(cf_embeddings, np.float64)
     warm = np.asarray(warm, bool)
     out = np.where(warm[:, None], E, 0.0)
     F = np.asarray(features, np.float64)
     fit = warm & has_features & (np.linalg.norm(E, axis=1) > 0)
-    info: dict[str, Any] = {"lambda": None, "n_fit": int(fit.sum()), "placed": 0, "by_series": 0}
+    info: dict[str, Any] = {"lambda": None, "n_fit": int(fit.sum()), "placed": 0, "by_series": 0,
+                            "reads_genres": bool(reads_genres)}
     cold_f = ~warm & has_features
     if F.shape[1] and fit.sum() >= 2 and cold_f.any():
         mu, sd = F[fit].mean(0), F[fit].std(0)
@@ -491,9 +504,11 @@ def _standardise_rows(S: np.ndarray) -> np.ndarray:
 
 
 def shipped_scores(A: sp.csr_matrix, embeddings: np.ndarray, genre_weights: np.ndarray,
-                   candidates: np.ndarray) -> np.ndarray:
+                   candidates: np.ndarray, *, genre_term: bool = True) -> np.ndarray:
     """New-for-you scores the box computes (``device.engine.Engine._new_for_you``), for many
-    profiles: ``standardise(unit(e_c) . sum_h w_h unit(e_h)) + standardise(genre match)``.
+    profiles: ``standardise(unit(e_c) . sum_h w_h unit(e_h))``, plus ``standardise(genre
+    match)`` when ``genre_term`` -- which the engine leaves out for a bundle whose cold
+    embeddings were placed from the genres already (manifest ``cold_start.reads_genres``).
 
     Parameters
     ----------
@@ -517,6 +532,8 @@ def shipped_scores(A: sp.csr_matrix, embeddings: np.ndarray, genre_weights: np.n
     tot = np.asarray(A.sum(axis=1)).ravel()
     W = sp.diags(1.0 / np.where(tot > 0, tot, 1.0)) @ A
     content = (W @ U) @ U[candidates].T
+    if not genre_term:
+        return _standardise_rows(content)
     G = np.asarray(genre_weights, np.float64)
     prof = A @ G
     total = prof.sum(axis=1, keepdims=True)
@@ -532,7 +549,8 @@ def _ranked(S: np.ndarray, candidates: np.ndarray, k: int) -> list[list[int]]:
 
 
 def evaluate_catalog_cold_start(items, log, *, vectors=None, seed: int = 0,
-                                cold_fraction: float = 0.2, dim: int = 32, k: int = K_EVAL,
+                                cold_fraction: float = 0.2, dim: int | None = None,
+                                k: int = K_EVAL,
                                 n_random: int = 20) -> dict[str, Any]:
     """Cold start on a real catalog: hide a seeded share of the items that have content.
 
@@ -559,9 +577,9 @@ def evaluate_catalog_cold_start(items, log, *, vectors=None, seed: int = 0,
         ``genre_recall@k`` (genre labels alone), ``random_ndcg@k``, ``random_recall@k``,
         ``n_cold_items``, ``n_users``, ``content`` (what the shipped ranking read), ``lambda``.
     """
-    from export.pipeline import interaction_matrix
+    from models.readers import log_matrix
 
-    X, _ = interaction_matrix(log, items)
+    X, _ = log_matrix(log, items)
     n = len(items)
     meta, has_meta = metadata_features(items)
     if vectors is not None:
@@ -574,11 +592,13 @@ def evaluate_catalog_cold_start(items, log, *, vectors=None, seed: int = 0,
     pool = np.flatnonzero(has_content & watched)
     rng = np.random.default_rng(seed)
     n_cold = int(round(cold_fraction * len(pool)))
-    if n_cold < 1 or len(pool) - n_cold < dim + 1:
+    if n_cold < 1 or len(pool) - n_cold < 3:
         raise ValueError(f"{len(pool)} items with content and interactions: too few to hold out "
-                         f"{cold_fraction:.0%} and learn {dim}-d CF embeddings from the rest")
+                         f"{cold_fraction:.0%} and learn CF embeddings from the rest")
     cold = np.zeros(n, bool)
     cold[rng.choice(pool, n_cold, replace=False)] = True
+    if dim is None:  # the bundle's rule
+        dim = embedding_dim(int((watched & ~cold).sum()), X.shape[0])
     cold_rows = np.flatnonzero(cold)
 
     train = sp.csr_matrix(X @ sp.diags((~cold).astype(np.float64)))
@@ -596,7 +616,8 @@ def evaluate_catalog_cold_start(items, log, *, vectors=None, seed: int = 0,
     rel = [set(test.indices[test.indptr[u]:test.indptr[u + 1]].tolist()) for u in users]
     A = train[users]
     G = items.genre_matrix()
-    S = shipped_scores(A, placed, G, cold_rows)
+    # the placement read the genres (metadata features), so the box ranks on content alone
+    S = shipped_scores(A, placed, G, cold_rows, genre_term=not info["reads_genres"])
     out: dict[str, Any] = _metrics(_ranked(S, cold_rows, k), rel, k, "content_")
 
     labels = (G > 0).astype(np.float64)

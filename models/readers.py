@@ -68,6 +68,7 @@ __all__ = [
     "read_item_vectors",
     "read_items",
     "read_log",
+    "log_matrix",
 ]
 
 #: A log read against a catalog may name unknown items in at most this share of its rows.
@@ -733,6 +734,42 @@ def _watch_events(path: str, text: str, header: list[str], cols: _LogColumns) ->
         cols.completion.append(comp)
         cols.liked.append(liked)
         cols.ratings.append(np.nan)
+
+
+# --------------------------------------------------------------------------- log -> matrix
+
+
+def log_matrix(log: Log, items: Items) -> tuple[Any, np.ndarray]:
+    """Profiles x items interaction strengths: per pair the largest completion, 0 when the
+    latest event on it is a dislike (a dislike is no evidence of co-watching).
+
+    A rating log has completion 1 on every row, so each rated item counts once (the MovieLens
+    protocol of ``../shared/notes/cf-anchors.md``).
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix, shape (n_profiles, len(items))
+    profile_ids : np.ndarray of str (object)
+        Row order of ``X`` (sorted).
+    """
+    import scipy.sparse as sp
+
+    n = len(items)
+    col = np.fromiter((items.index[i] for i in log.items.tolist()), np.int64, count=len(log))
+    profile_ids, row = np.unique(log.profiles.astype(str), return_inverse=True)
+    if len(log) == 0:
+        return sp.csr_matrix((len(profile_ids), n)), profile_ids.astype(object)
+    key = row.astype(np.int64) * n + col
+    order = np.lexsort((log.timestamps, key))
+    key_s = key[order]
+    starts = np.flatnonzero(np.r_[True, key_s[1:] != key_s[:-1]])
+    strength = np.maximum.reduceat(np.asarray(log.completion, np.float64)[order], starts)
+    last = np.r_[starts[1:], len(key_s)] - 1
+    strength = np.where(log.liked[order][last] < 0, 0.0, strength)
+    uk = key_s[starts]
+    X = sp.csr_matrix((strength, (uk // n, uk % n)), shape=(len(profile_ids), n))
+    X.eliminate_zeros()
+    return X, profile_ids.astype(object)
 
 
 # --------------------------------------------------------------------------- content vectors

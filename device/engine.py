@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from device.bundle import Bundle, open_bundle
+from device.bundle_format import UNKNOWN_DURATION_S
 from device.cf import _top_k, gather_rows, read_row, recommend
 from device.content import ContentEmbedder, Embedded, quantize_embedding, unit
 from device.errors import BundleError, HistoryError, UnknownItemError
@@ -169,7 +170,10 @@ class Engine:
         self._index = self.items.index
         self._warm = ~np.asarray(self.items.cold, dtype=bool)
         # Plain ndarray views of small columns: np.memmap's per-item indexing costs ~2 us.
-        self._durations = np.asarray(self.items.durations)
+        # A catalog may not know a duration (NaN, bundle schema 3): cards, playback and the
+        # history then take the bundle's nominal length.
+        d = np.asarray(self.items.durations)
+        self._durations = d if not np.isnan(d).any() else np.where(d > 0, d, UNKNOWN_DURATION_S)
         self._codes = np.asarray(self.items.genre_codes)
         self._bundle_genres = list(self.items.genre_vocab)
         self._embedder: ContentEmbedder | None = None

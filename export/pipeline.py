@@ -266,7 +266,8 @@ def quantize_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_step(out, items: dict[str, Any], learned: Learned, embeddings: np.ndarray, *,
-               model: tuple[bytes, Any, Any] | None = None, extra: dict | None = None) -> Path:
+               model: tuple[bytes, Any, Any] | None = None, extra: dict | None = None,
+               cold_start: dict | None = None) -> Path:
     """Write the bundle directory (validated and atomic, :func:`device.bundle.write_bundle`).
 
     Parameters
@@ -275,30 +276,19 @@ def write_step(out, items: dict[str, Any], learned: Learned, embeddings: np.ndar
         Item columns (:func:`bundle_items`).
     model : (bytes, io, FeatureConfig), optional
         The int8 content model for the box; None writes a bundle without one.
+    cold_start : dict, optional
+        How cold items were placed (manifest ``cold_start``; ``reads_genres`` tells the engine
+        the embeddings already read the genres).
     """
     from device.bundle import write_bundle
     from device.features import FeatureConfig
 
     q, scale = quantize_rows(embeddings)
-    items = _for_format(items)
     model_bytes, io, cfg = model if model is not None else (None, None, FeatureConfig())
     return write_bundle(out, items=items, neighbours=learned.neighbours, weights=learned.weights,
                         popularity=learned.popularity, item_embeddings_int8=q,
                         embedding_scale=scale, model_bytes=model_bytes, feature_config=cfg,
-                        model_io=io, extra=extra)
-
-
-def _for_format(items: dict[str, Any]) -> dict[str, Any]:
-    """The item columns the installed bundle format accepts (schema 2: no series/season/
-    episode/maturity columns, durations > 0 -- unknown ones stored as the engine's nominal)."""
-    import device.bundle as bundle_format
-
-    if getattr(bundle_format, "SCHEMA_VERSION", 2) >= 3:
-        return items
-    items = {c: v for c, v in items.items() if c not in ("series", "season", "episode", "maturity")}
-    d = np.asarray(items["durations"], np.float32)
-    items["durations"] = np.where(np.isfinite(d) & (d > 0), d, 3600.0).astype(np.float32)
-    return items
+                        model_io=io, extra=extra, cold_start=cold_start)
 
 
 def sign_step(bundle_dir: Path, signing_key) -> dict[str, Any] | None:
@@ -388,8 +378,10 @@ def build_bundle(items_path, interactions_path, out_dir, *, item_vectors=None, m
              "embeddings": "warm rows: CF (PureSVD of the log); cold rows: placed from "
                            + " + ".join(content.sources),
              "cf_model": type(learned.model).__name__, "seed": seed}
+    cold_start = {"placed_from": content.sources, "reads_genres": placed["reads_genres"],
+                  "placed": placed["placed"], "by_series": placed["by_series"]}
     bundle_dir = timed("write", write_step, out_dir, bundle_items(items, warm), learned,
-                       embeddings, model=model, extra=extra)
+                       embeddings, model=model, extra=extra, cold_start=cold_start)
     signature = timed("sign", sign_step, bundle_dir, signing_key)
     cold = ~warm
     return {

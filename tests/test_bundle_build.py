@@ -232,3 +232,48 @@ def test_eval_coldstart_with_vectors(tmp_path):
     V, has, _ = read_item_vectors(tmp_path / "v.npz").align(items.ids)
     r = evaluate_catalog_cold_start(items, read_log(log_path, items), vectors=(V, has), seed=0)
     assert r["content"] == "vectors+metadata" and r["n_cold_items"] == 16
+
+
+def test_catalog_columns_in_the_bundle(built, demo_bundle):
+    """Schema 3: series/season/episode/maturity columns and unknown durations, read back
+    exactly; a schema 2 bundle (the shipped demo) still opens, without them."""
+    from device.bundle import SCHEMA_VERSION, open_bundle
+
+    _, report = built
+    b = open_bundle(report["bundle"], verify="full")
+    assert b.manifest["schema_version"] == SCHEMA_VERSION == 3
+    it = b.items
+    assert str(it.series[0]) == "The Harbour" and str(it.series[19]) == "The Harbour"
+    assert [str(s) for s in it.series[1:19]] == [""] * 18
+    assert it.season[0] == 1 and it.episode[0] == 1 and it.episode[19] == 2
+    assert it.season[5] == -1 and it.episode[5] == -1
+    assert it.maturity[13] == 12 and it.maturity[0] == -1
+    d = np.asarray(it.durations)
+    assert np.isnan(d[11]) and np.isnan(d[18]) and d[0] == 1860.0
+    assert it.record(18)["duration"] == 3600.0  # the nominal length the history stores
+    assert b.manifest["cold_start"]["reads_genres"] is True
+    old = open_bundle(demo_bundle)
+    assert old.manifest["schema_version"] == 2
+    assert old.items.series is None and old.items.maturity is None
+
+
+def test_bundle_format_refuses_bad_catalog_columns(tmp_path):
+    from device.bundle import write_bundle
+    from device.errors import BundleError
+    from device.features import FeatureConfig
+
+    def write(**cols):
+        items = {"ids": ["a", "b"], "durations": [60.0, float("nan")], **cols}
+        return write_bundle(tmp_path / f"b{len(list(tmp_path.iterdir()))}", items=items,
+                            neighbours=np.full((2, 1), -1), weights=np.zeros((2, 1)),
+                            popularity=np.zeros(2), item_embeddings_int8=np.zeros((2, 2), np.int8),
+                            embedding_scale=1.0, model_bytes=None, feature_config=FeatureConfig(),
+                            model_io=None)
+
+    assert write(season=[1, -1], series=["S", ""]).is_dir()
+    with pytest.raises(BundleError, match="'season' must hold whole numbers"):
+        write(season=[1.5, 2])
+    with pytest.raises(BundleError, match="'maturity' must hold whole numbers >= -1"):
+        write(maturity=[-3, 0])
+    with pytest.raises(BundleError, match="duration"):
+        write(durations=[60.0, -1.0])

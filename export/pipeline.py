@@ -150,15 +150,16 @@ def embedding_dim(X: sp.spmatrix, warm: np.ndarray) -> int:
 def embed_step(X: sp.csr_matrix, warm: np.ndarray, dim: int,
                seed: int = 0) -> np.ndarray:
     """CF embeddings of the warm items (unit rows; cold rows zero): PureSVD of the warm log,
-    the space the cold-start map and the box's "New for you" compare items in."""
+    the space the cold-start map and the box's "New for you" compare items in. A log too small
+    for rank ``dim`` (see :func:`embedding_dim`) gets a lower rank, zero-padded to ``dim``."""
     from models.coldstart import cf_targets
 
     warm_rows = np.flatnonzero(warm)
     E = np.zeros((X.shape[1], dim), np.float32)
-    if len(warm_rows) <= dim:
-        raise ValueError(f"{len(warm_rows)} items with interactions: need more than {dim} to "
-                         f"learn {dim}-d CF embeddings")
-    E[warm_rows], _ = cf_targets(sp.csr_matrix(X)[:, warm_rows], dim, seed=seed)
+    rank = min(dim, embedding_dim(X, warm))
+    if len(warm_rows) < 2 or rank < 1:
+        raise ValueError(f"{len(warm_rows)} items with interactions: too few to learn CF embeddings")
+    E[warm_rows, :rank], _ = cf_targets(sp.csr_matrix(X)[:, warm_rows], rank, seed=seed)
     return E
 
 

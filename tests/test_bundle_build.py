@@ -277,3 +277,23 @@ def test_bundle_format_refuses_bad_catalog_columns(tmp_path):
         write(maturity=[-3, 0])
     with pytest.raises(BundleError, match="duration"):
         write(durations=[60.0, -1.0])
+
+
+def test_media_and_model(built, tmp_path, shared_data, demo_bundle):
+    """--media/--model: clips named by item id are embedded by the given bundle's int8 model,
+    and that model ships in the new bundle."""
+    from device.bundle import open_bundle
+    from export.pipeline import build_bundle
+
+    base, _ = built
+    media = tmp_path / "media"
+    media.mkdir()
+    for item, clip in (("13", "archery.mp4"), ("16", "chaplin.mp4")):
+        (media / f"{item}.mp4").symlink_to(shared_data / "media" / "video" / clip)
+    (media / "notes.txt").write_text("not a clip of any item")
+    report = build_bundle(base / "items.csv", base / "log.csv", tmp_path / "b", media_dir=media,
+                          model_dir=demo_bundle, k=8, progress=False)
+    assert report["content"][0].startswith("media (32-d, 2 items")
+    b = open_bundle(report["bundle"], verify="full")
+    assert b.model_path is not None and b.dim == 32
+    assert b.model_path.read_bytes() == (demo_bundle / "content_model.tflite").read_bytes()

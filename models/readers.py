@@ -739,12 +739,22 @@ def _watch_events(path: str, text: str, header: list[str], cols: _LogColumns) ->
 # --------------------------------------------------------------------------- log -> matrix
 
 
+def _history_cap():
+    """``models.cowatch.cap_histories`` (each profile's most recent ``HISTORY_CAP`` items, the
+    rule the in-process and Spark learners share), or None where this tree has no such rule."""
+    from models import cowatch
+
+    return getattr(cowatch, "cap_histories", None)
+
+
 def log_matrix(log: Log, items: Items) -> tuple[Any, np.ndarray]:
     """Profiles x items interaction strengths: per pair the largest completion, 0 when the
     latest event on it is a dislike (a dislike is no evidence of co-watching).
 
     A rating log has completion 1 on every row, so each rated item counts once (the MovieLens
-    protocol of ``../shared/notes/cf-anchors.md``).
+    protocol of ``../shared/notes/cf-anchors.md``). A profile's history is first capped to its
+    most recent items by the learner's rule (``models.cowatch.cap_histories``), so that the
+    matrix is what the learners -- in-process and on Spark -- count co-watching on.
 
     Returns
     -------
@@ -759,8 +769,14 @@ def log_matrix(log: Log, items: Items) -> tuple[Any, np.ndarray]:
     profile_ids, row = np.unique(log.profiles.astype(str), return_inverse=True)
     if len(log) == 0:
         return sp.csr_matrix((len(profile_ids), n)), profile_ids.astype(object)
+    ts = np.asarray(log.timestamps, np.float64)
+    cap = _history_cap()
+    if cap is not None:  # the learner's rule for very long histories, applied before learning
+        keep = cap(row, col, ts)
+        row, col, log = row[keep], col[keep], log.take(keep)
+        ts = ts[keep]
     key = row.astype(np.int64) * n + col
-    order = np.lexsort((log.timestamps, key))
+    order = np.lexsort((ts, key))
     key_s = key[order]
     starts = np.flatnonzero(np.r_[True, key_s[1:] != key_s[:-1]])
     strength = np.maximum.reduceat(np.asarray(log.completion, np.float64)[order], starts)

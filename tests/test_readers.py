@@ -268,3 +268,73 @@ def test_real_ml100k(shared_data):
     log = read_log(shared_data / "ml-100k" / "u.data", items)
     assert len(log) == 100_000 and log.skipped_lines == 0
     assert len(set(log.profiles.tolist())) == 943
+
+
+# --------------------------------------------------------------------------- invariants
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40) \
+    .map(str.strip).filter(bool)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_text, st.lists(_text.filter(lambda g: "|" not in g), max_size=4),
+                          st.none() | st.integers(1, 20000), st.none() | st.integers(0, 18)),
+                min_size=1, max_size=12))
+def test_generic_csv_round_trip(tmp_path_factory, rows):
+    """Whatever a platform writes with a CSV writer (commas, quotes, newlines and unicode in
+    titles) reads back as written."""
+    import csv
+
+    path = tmp_path_factory.mktemp("rt") / "items.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "title", "genres", "duration", "maturity"])
+        for k, (title, genres, dur, mat) in enumerate(rows):
+            w.writerow([f"x{k}", title, "|".join(genres), "" if dur is None else dur,
+                        "" if mat is None else mat])
+    items = read_items(path)
+    assert items.ids.tolist() == [f"x{k}" for k in range(len(rows))]
+    assert items.titles.tolist() == [r[0] for r in rows]
+    assert items.genres.tolist() == [tuple(dict.fromkeys(g.strip() for g in r[1])) for r in rows]
+    assert [None if math.isnan(d) else int(d) for d in items.durations] == [r[2] for r in rows]
+    assert [None if m < 0 else int(m) for m in items.maturity] == [r[3] for r in rows]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 50),
+                          st.floats(0, 1), st.sampled_from([-1, 0, 1])), min_size=1, max_size=40))
+def test_log_matrix_matches_brute_force(events):
+    """Per (profile, item): the largest completion, 0 if the latest event is a dislike."""
+    from models.readers import Items, Log, log_matrix
+
+    n = 5
+    items = Items(ids=np.array([str(i) for i in range(n)], dtype=object),
+                  titles=np.array(["t"] * n, dtype=object), genres=np.empty(n, dtype=object),
+                  durations=np.full(n, np.nan, np.float32), release=np.full(n, np.nan),
+                  series=np.array([""] * n, dtype=object), season=np.full(n, -1, np.int32),
+                  episode=np.full(n, -1, np.int32), maturity=np.full(n, -1, np.int16),
+                  descriptions=np.array([""] * n, dtype=object))
+    # distinct timestamps per pair, so "latest" is well defined
+    events = list({(u, i, t): (c, lk) for u, i, t, c, lk in events}.items())
+    log = Log(profiles=np.array([f"p{u}" for (u, _, _), _ in events], dtype=object),
+              items=np.array([str(i) for (_, i, _), _ in events], dtype=object),
+              timestamps=np.array([t for (_, _, t), _ in events], np.float64),
+              completion=np.array([c for _, (c, _) in events], np.float32),
+              liked=np.array([lk for _, (_, lk) in events], np.int8),
+              ratings=np.full(len(events), np.nan, np.float32))
+    X, profiles = log_matrix(log, items)
+    want: dict[tuple[str, int], float] = {}
+    latest: dict[tuple[str, int], tuple[int, int]] = {}
+    for (u, i, t), (c, lk) in events:
+        key = (f"p{u}", i)
+        want[key] = max(want.get(key, 0.0), float(np.float32(c)))
+        if key not in latest or t > latest[key][0]:
+            latest[key] = (t, lk)
+    dense = X.toarray()
+    for (p, i), v in want.items():
+        expect = 0.0 if latest[(p, i)][1] < 0 else v
+        assert dense[list(profiles).index(p), i] == pytest.approx(expect)
+    assert np.count_nonzero(dense) == sum(1 for k, v in want.items() if v > 0 and latest[k][1] >= 0)

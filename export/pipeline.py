@@ -369,6 +369,9 @@ def build_bundle(items_path, interactions_path, out_dir, *, item_vectors=None, m
         sources.append(vec)
     X, profile_ids = timed("matrix", interaction_matrix, log, items)
     warm = np.diff(sp.csc_matrix(X).indptr) > 0
+    if warm.sum() < 2:
+        raise ValueError(f"{interactions_path}: only {int(warm.sum())} of the {len(items)} items "
+                         "have interactions (dislikes do not count); CF needs at least 2")
     learned = timed("learn", learn, X, warm, k)
     dim = embedding_dim(X, warm) if model is None else int(model[1]["outputs"][0]["shape"][-1])
     E = timed("embed", embed_step, X, warm, dim, seed)

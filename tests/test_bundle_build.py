@@ -297,3 +297,33 @@ def test_media_and_model(built, tmp_path, shared_data, demo_bundle):
     b = open_bundle(report["bundle"], verify="full")
     assert b.model_path is not None and b.dim == 32
     assert b.model_path.read_bytes() == (demo_bundle / "content_model.tflite").read_bytes()
+
+
+def test_simulator_on_a_built_bundle(tmp_path):
+    """The simulator on a metadata-only bundle: no media, long titles, many genres, unknown
+    durations -- home, details, play and back, headless."""
+    import os
+
+    long_title = "The Extraordinarily Long and Winding Chronicle of a Title, Part "
+    rows = ["id,title,genres,duration"]
+    for i in range(60):
+        genres = "|".join(f"genre {g}" for g in range(i % 9))
+        rows.append(f'{i},"{long_title}{i}",{genres},{"" if i % 2 else 1800}')
+    (tmp_path / "items.csv").write_text("\n".join(rows) + "\n")
+    rng = np.random.default_rng(0)
+    log = ["profile_id,item_id,timestamp"] + [
+        f"u{u},{i},{1_700_000_000 + u}" for u in range(50)
+        for i in rng.choice(48, 6, replace=False)]  # items 48-59 stay cold
+    (tmp_path / "log.csv").write_text("\n".join(log) + "\n")
+    from export.pipeline import build_bundle
+
+    build_bundle(tmp_path / "items.csv", tmp_path / "log.csv", tmp_path / "b", k=8, progress=False)
+    out = tmp_path / "home.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tvrec.cli", "sim", "--bundle", str(tmp_path / "b"), "--db",
+         str(tmp_path / "h.db"), "--screenshot", str(out), "--resolution", "720p",
+         "--script", "down,right,ok,play,wait:1,back,back,down,down,ok,back"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 10_000

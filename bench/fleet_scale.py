@@ -109,7 +109,7 @@ def worker(args) -> None:
         ts = tab["timestamp"].to_numpy()
         del tab
         out["read_seconds"] = time.perf_counter() - t0
-        table, lam = fs.fit_arrays(users, items, ts, ids)
+        table, lam = fs.in_process_table(users, items, ts, ids)
         out["fit_seconds"] = time.perf_counter() - t0
         out["lambda"] = lam
     out["wall_seconds"] = time.perf_counter() - t0
@@ -183,7 +183,7 @@ def bm25_table(train_profile, train_item, n_items: int, K: int = 64):
     import scipy.sparse as sp
 
     from models.cowatch import BM25Model
-    from models.fleet_spark import top_positive_block
+    from models.sparse_ease import keep_top_k
 
     m = BM25Model(K=K)
     _, u = np.unique(train_profile, return_inverse=True)
@@ -200,22 +200,16 @@ def bm25_table(train_profile, train_item, n_items: int, K: int = 64):
     nb = np.full((n_items, K), -1, dtype=np.int32)
     wt = np.zeros((n_items, K), dtype=np.float32)
     for lo in range(0, n_items, 2048):
-        hi = min(n_items, lo + 2048)
-        C = (W[lo:hi] @ WT).tocoo()
-        s, dcol, v = C.row.astype(np.int64) + lo, C.col.astype(np.int64), C.data
-        off = s != dcol
-        s, dcol, v = s[off], dcol[off], v[off]
-        ks, kd = top_positive_block(s, dcol, v, K)
-        # weights of the kept pairs, sorted per row
-        key = dict(zip(zip(s.tolist(), dcol.tolist()), v.tolist())) if len(ks) < 0 else None
-        order = np.lexsort((dcol, -v, s))
-        s, dcol, v = s[order], dcol[order], v[order]
-        start = np.searchsorted(s, np.arange(lo, hi + 1))
-        for r in range(lo, hi):
-            a, b = start[r - lo], min(start[r - lo + 1], start[r - lo] + K)
-            nb[r, : b - a] = dcol[a:b]
-            wt[r, : b - a] = v[a:b]
-        del key, ks, kd
+        C = (W[lo:min(n_items, lo + 2048)] @ WT).tocoo()
+        s, d, v = C.row.astype(np.int64) + lo, C.col.astype(np.int64), C.data
+        off = s != d
+        s, d, v = s[off], d[off], v[off]
+        keep = keep_top_k(s, d, v, K)
+        s, d, v = s[keep], d[keep], v[keep]
+        order = np.lexsort((d, -v, s))
+        s, d, v = s[order], d[order], v[order]
+        rank = np.arange(len(s)) - np.searchsorted(s, s)
+        nb[s, rank], wt[s, rank] = d, v
     return nb, wt
 
 

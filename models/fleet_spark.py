@@ -53,6 +53,8 @@ import numpy as np
 
 from device.cf import PAD, NeighbourTable
 from device.errors import DataFormatError
+from models.cowatch import DEFAULT_K, HISTORY_CAP
+from models.sparse_ease import DEFAULT_CANDIDATES, DEFAULT_SHRINK, choose_lambda
 
 #: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
 ITEMS_PER_BLOCK = 512
@@ -150,7 +152,7 @@ def read_log(spark, path: str):
                 f"{path}:1: not a watch log (want a header profile_id,item_id,timestamp[,...], "
                 f"userId,movieId,rating,timestamp, or tab-separated u.data): {head[:60]!r}")
     out = raw.select(F.trim("profile_id").alias("profile_id"), F.trim("item_id").alias("item_id"),
-                     F.col("ts_raw").cast("double").alias("timestamp"), "ts_raw")
+                     F.expr("try_cast(ts_raw AS DOUBLE)").alias("timestamp"), "ts_raw")
     return out, path
 
 
@@ -209,52 +211,10 @@ class FleetResult:
 
 # ------------------------------------------------------------- per-block numpy (shared)
 #
-# These run inside the executors' Python (applyInPandas) on blocks of items, and the
-# in-process learner runs the very same functions on the whole catalog, so that both engines
-# compute one algorithm.
-
-#: Candidates per item (cosine with shrinkage on the Gram row), solved once to choose supports.
-N_CANDIDATES = 128
-#: Shrinkage of the candidate cosine c_ij / (sqrt(c_i c_j) + SHRINK).
-SHRINK = 10.0
-
-
-def candidates_block(t: np.ndarray, n: np.ndarray, c: np.ndarray, counts: np.ndarray,
-                     n_candidates: int = N_CANDIDATES, shrink: float = SHRINK):
-    """Each target's candidate support from its Gram row entries.
-
-    Parameters
-    ----------
-    t, n, c : np.ndarray
-        Gram entries ``G[t, n] = c`` (off-diagonal, both orders present), for some targets.
-    counts : np.ndarray, shape (n_items,)
-        ``G[i, i]``: kept events per item.
-
-    Returns
-    -------
-    (t, n) of the kept candidates: per target its ``n_candidates`` best by
-    ``c / (sqrt(c_t c_n) + shrink)``, ties by smaller ``n``.
-    """
-    score = c / (np.sqrt(counts[t] * counts[n]) + shrink)
-    order = np.lexsort((n, -score, t))
-    ts = t[order]
-    start = np.concatenate([[0], np.flatnonzero(np.diff(ts)) + 1])
-    rank = np.arange(len(ts)) - np.repeat(start, np.diff(np.concatenate([start, [len(ts)]])))
-    keep = order[rank < n_candidates]
-    return t[keep], n[keep]
-
-
-def top_positive_block(src: np.ndarray, dst: np.ndarray, w: np.ndarray, K: int):
-    """Each row's support: its ``K`` largest strictly positive weights (ties by smaller dst)."""
-    pos = w > 0
-    src, dst, w = src[pos], dst[pos], w[pos]
-    order = np.lexsort((dst, -w, src))
-    s = src[order]
-    start = np.concatenate([[0], np.flatnonzero(np.diff(s)) + 1]) if len(s) else np.array([], int)
-    rank = np.arange(len(s)) - np.repeat(start, np.diff(np.concatenate([start, [len(s)]])))
-    keep = order[rank < K]
-    return src[keep], dst[keep]
-
+# The algorithm's steps are the in-process learner's own functions (models/sparse_ease.py:
+# candidate_support, keep_top_k, choose_lambda; models/cowatch.py: the history-cap rule). What
+# is Spark's own is where the Gram entries come from: each task computes them from the
+# broadcast interaction matrix instead of reading a whole Gram CSR.
 
 class Interactions:
     """The binary users x items matrix both ways (CSC: item -> users; CSR: user -> items).
@@ -300,20 +260,18 @@ class Interactions:
         return self._scratch["csr"]
 
     def gram_rows(self, lo: int, hi: int):
-        """Off-diagonal co-counts of target rows ``lo..hi-1``: ``(t, n, c)`` arrays.
+        """Gram rows ``lo..hi-1`` as CSR ``(hi - lo) x n_items``: ``X[:, lo:hi]^T X``.
 
-        ``G[lo:hi, :] = X[:, lo:hi]^T X``: the CSC columns of the block read as CSR rows.
+        The CSC columns of the block read as CSR rows, times the CSR matrix: exact counts.
         """
         import scipy.sparse as sp
 
         a, b = self.indptr[lo], self.indptr[hi]
         XtB = sp.csr_matrix((np.ones(b - a, dtype=np.int32), self.indices[a:b],
                              self.indptr[lo:hi + 1] - a), shape=(hi - lo, self.n_users))
-        G = (XtB @ self._csr()).tocoo()
-        t = G.row.astype(np.int64) + lo
-        n = G.col.astype(np.int64)
-        off = t != n
-        return t[off], n[off], G.data[off].astype(np.float64)
+        G = (XtB @ self._csr()).tocsr()
+        G.sort_indices()
+        return G
 
     def gram_block(self, S: np.ndarray) -> np.ndarray:
         """Dense ``G[S, S]`` (co-counts, diagonal = item counts) for distinct items ``S``."""
@@ -387,46 +345,72 @@ def _make_block_counts():
 _block_counts = _make_block_counts()
 
 
-def solve_block(X: Interactions, t: np.ndarray, n: np.ndarray, lam: float):
-    """Ridge-regress each target column on its support: ``B[S_t, t]``.
+def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray, lam: float,
+                     batch: int = 256) -> np.ndarray:
+    """:func:`models.sparse_ease.solve_supports` with the blocks built from ``X``.
 
-    ``(t, n)`` lists each target's support (any order). Returns ``(src, dst, w)`` with
-    ``w = (G[S, S] + lam I)^-1 G[S, t]`` -- how much watching ``src`` recommends ``dst``.
+    Same inputs (``-1``-padded supports per target) and output (``weights[t, s] =
+    W[supports[t, s], targets[t]]``); the blocks hold the same exact integers, and each system
+    is solved on its own by ``numpy.linalg.solve`` as there.
     """
-    import scipy.linalg
-
-    order = np.lexsort((n, t))
-    t, n = t[order], n[order]
-    bounds = np.concatenate([[0], np.flatnonzero(np.diff(t)) + 1, [len(t)]])
-    src, dst, w = [], [], []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if b == a:
-            continue
-        j, S = int(t[a]), n[a:b]
-        G = X.gram_block(np.concatenate([[j], S]))
-        A = G[1:, 1:]
-        A[np.diag_indices_from(A)] += lam
-        x = scipy.linalg.solve(A, G[1:, 0], assume_a="pos", check_finite=False)
-        src.append(S)
-        dst.append(np.full(len(S), j, dtype=np.int64))
-        w.append(x)
-    if not src:
-        e = np.array([], dtype=np.int64)
-        return e, e, np.array([], dtype=np.float64)
-    return np.concatenate(src), np.concatenate(dst), np.concatenate(w)
+    supports = np.asarray(supports, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    T, S = supports.shape
+    out = np.zeros((T, S))
+    eye = np.eye(S)
+    for lo in range(0, T, batch):
+        hi = min(T, lo + batch)
+        blocks = np.zeros((hi - lo, S, S))
+        rhs = np.zeros((hi - lo, S))
+        valid = supports[lo:hi] >= 0
+        for r in range(hi - lo):
+            m = int(valid[r].sum())
+            if m == 0:
+                continue
+            G = X.gram_block(np.concatenate([[targets[lo + r]], supports[lo + r, :m]]))
+            blocks[r, :m, :m] = G[1:, 1:]
+            rhs[r, :m] = G[1:, 0]
+        # the same two lines as sparse_ease.solve_supports (padding: lam * I, rhs 0 -> weight 0)
+        blocks += lam * eye
+        out[lo:hi] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
+    return out
 
 
 def first_pass_block(X: Interactions, lo: int, hi: int, lam: float,
-                     n_candidates: int = N_CANDIDATES):
-    """Targets ``lo..hi-1``: Gram rows -> candidates -> ridge weights on them.
+                     n_candidates: int = DEFAULT_CANDIDATES, shrink: float = DEFAULT_SHRINK):
+    """Targets ``lo..hi-1``: their Gram rows -> candidates -> ridge weights on them.
 
-    Returns ``(src, dst, w, gram_nnz)``; ``gram_nnz`` counts the block's off-diagonal Gram
-    entries (for reports).
+    Returns triplets ``(rows, targets, weights)`` (``W[row, target]``, rows = the candidates)
+    and the block's off-diagonal Gram entries (for reports).
     """
-    t, n, c = X.gram_rows(lo, hi)
-    ct, cn = candidates_block(t, n, c, X.counts, n_candidates)
-    s, d, w = solve_block(X, ct, cn, lam)
-    return s, d, w, len(t)
+    from models.sparse_ease import candidate_support
+
+    G = X.gram_rows(lo, hi)
+    items = np.arange(lo, hi)
+    sup = candidate_support(G, items, X.counts, n_candidates, shrink)
+    has = (sup >= 0).any(axis=1)
+    targets, sup = items[has], sup[has]
+    w = solve_supports_x(X, targets, sup, lam)
+    valid = sup >= 0
+    tgt = np.broadcast_to(targets[:, None], sup.shape)
+    nnz = G.nnz - int((X.counts[lo:hi] > 0).sum())
+    return sup[valid].astype(np.int64), tgt[valid].astype(np.int64), w[valid], nnz
+
+
+def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: float):
+    """Re-solve each target on the rows that kept it: triplets in, triplets out."""
+    from models.sparse_ease import PAD
+
+    order = np.lexsort((rows, targets))
+    rows, targets = rows[order], targets[order]
+    uniq, start, n = np.unique(targets, return_index=True, return_counts=True)
+    sup = np.full((len(uniq), int(n.max()) if len(n) else 0), PAD, dtype=np.int64)
+    pos = np.arange(len(rows)) - np.repeat(start, n)
+    sup[np.repeat(np.arange(len(uniq)), n), pos] = rows
+    w = solve_supports_x(X, uniq, sup, lam)
+    valid = sup >= 0
+    tgt = np.broadcast_to(uniq[:, None], sup.shape)
+    return sup[valid], tgt[valid], w[valid]
 
 
 def table_from_weights(src, dst, w, item_ids, counts, K: int) -> NeighbourTable:
@@ -450,16 +434,6 @@ def table_from_weights(src, dst, w, item_ids, counts, K: int) -> NeighbourTable:
 
 # ------------------------------------------------------------------------- Spark job
 
-#: Placeholder until the learner's rule lands: each profile's H most recent distinct items.
-HISTORY_CAP = 500
-
-
-def choose_lambda(counts: np.ndarray) -> float:
-    """λ from what the driver collects (placeholder until the learner's rule lands)."""
-    c = counts[counts > 0]
-    return float(max(c.mean(), 1.0)) if len(c) else 1.0
-
-
 class _Stages:
     """Wall time per named stage, with one progress line each on stderr."""
 
@@ -478,12 +452,10 @@ class _Stages:
 
 
 def ordered_item_ids(ids) -> np.ndarray:
-    """Unique ids, numerically ordered when all are integers (as models.evaluate orders them)."""
-    uniq = np.unique(np.asarray(ids).astype(str))
-    try:
-        return uniq[np.argsort(uniq.astype(np.int64), kind="stable")]
-    except ValueError:
-        return uniq
+    """Unique ids in the evaluation's order (numeric when all are integers)."""
+    from models.evaluate import _ordered_ids
+
+    return _ordered_ids(np.asarray(ids))
 
 
 def capped_events(spark, events, item_ids, history_cap: int | None = HISTORY_CAP,
@@ -525,8 +497,9 @@ def capped_events(spark, events, item_ids, history_cap: int | None = HISTORY_CAP
     return known.select("profile_id", "i"), dedup, stats
 
 
-def fit_events(spark, events, item_ids, *, K: int = 64, history_cap: int | None = HISTORY_CAP,
-               n_candidates: int = N_CANDIDATES, lambda_: float | str = "auto",
+def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
+               history_cap: int | None = HISTORY_CAP,
+               n_candidates: int = DEFAULT_CANDIDATES, lambda_: float | str = "auto",
                progress: bool = True, stages: _Stages | None = None,
                source: str = "log") -> FleetResult:
     """Learn the neighbour table from a DataFrame ``profile_id, item_id, timestamp``.
@@ -577,33 +550,35 @@ def fit_events(spark, events, item_ids, *, K: int = 64, history_cap: int | None 
         for b in batches:
             for blk in b["blk"].to_numpy():
                 lo, hi = int(blk) * block, min(N, (int(blk) + 1) * block)
-                s, d, w, nnz = first_pass_block(bX.value, lo, hi, lam, n_candidates)
+                r, t, w, nnz = first_pass_block(bX.value, lo, hi, lam, n_candidates)
                 gram_nnz.add(int(nnz))
-                yield pd.DataFrame({"src": s.astype(np.int32), "dst": d.astype(np.int32), "w": w})
+                yield pd.DataFrame({"src": r.astype(np.int32), "dst": t.astype(np.int32), "w": w})
 
     blocks = spark.createDataFrame(pd.DataFrame({"blk": np.arange(n_blocks, dtype=np.int32)}))
     blocks = blocks.repartition(min(n_blocks, max(sc.defaultParallelism * 4, 1)), "blk")
     weights1 = blocks.mapInPandas(first, "src int, dst int, w double")
 
-    # -- supports: each row's K best positive weights (one shuffle by row block)
-    def topk(pdf):
-        s, d = top_positive_block(pdf["src"].to_numpy().astype(np.int64),
-                                  pdf["dst"].to_numpy().astype(np.int64), pdf["w"].to_numpy(), K)
-        return pd.DataFrame({"t": d.astype(np.int32), "n": s.astype(np.int32)})
+    # -- prune: each row's K best positive weights (one shuffle by row block)
+    def prune(pdf):
+        from models.sparse_ease import keep_top_k
+
+        r, t, w = (pdf[c].to_numpy() for c in ("src", "dst", "w"))
+        keep = keep_top_k(r, t, w, K)
+        return pd.DataFrame({"src": r[keep], "dst": t[keep]})
 
     support = (weights1.groupBy((F.col("src") / block).cast("int").alias("b"))
-               .applyInPandas(topk, "t int, n int")).persist(StorageLevel.MEMORY_AND_DISK)
+               .applyInPandas(prune, "src int, dst int")).persist(StorageLevel.MEMORY_AND_DISK)
     n_support = support.count()
-    st.done("solve", f"{gram_nnz.value // 2:,} co-watched pairs, {n_support:,} kept as supports")
+    st.done("solve", f"{gram_nnz.value // 2:,} co-watched pairs, {n_support:,} kept")
 
     # -- re-solve each target on the rows that kept it (one shuffle by target block)
-    def solve(pdf):
-        s, d, w = solve_block(bX.value, pdf["t"].to_numpy().astype(np.int64),
-                              pdf["n"].to_numpy().astype(np.int64), lam)
-        return pd.DataFrame({"src": s.astype(np.int32), "dst": d.astype(np.int32), "w": w})
+    def resolve(pdf):
+        r, t, w = resolve_block(bX.value, pdf["src"].to_numpy().astype(np.int64),
+                                pdf["dst"].to_numpy().astype(np.int64), lam)
+        return pd.DataFrame({"src": r.astype(np.int32), "dst": t.astype(np.int32), "w": w})
 
-    final = (support.groupBy((F.col("t") / block).cast("int").alias("b"))
-             .applyInPandas(solve, "src int, dst int, w double"))
+    final = (support.groupBy((F.col("dst") / block).cast("int").alias("b"))
+             .applyInPandas(resolve, "src int, dst int, w double"))
     out = final.toPandas()
     support.unpersist()
     st.done("resolve", f"{len(out):,} weights")
@@ -633,54 +608,28 @@ def fit_log(spark, path: str, item_ids=None, *, progress: bool = True, **kw) -> 
 # ------------------------------------------------------------ the same job, in-process
 
 
-def cap_history(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray,
-                history_cap: int | None = HISTORY_CAP) -> tuple[np.ndarray, np.ndarray]:
-    """The in-process twin of :func:`capped_events` on integer-coded arrays.
+def in_process_table(users, items, timestamps, item_ids, *, K: int = DEFAULT_K,
+                     history_cap: int | None = HISTORY_CAP) -> tuple[NeighbourTable, float]:
+    """The in-process learner on the same log, for side-by-side checks and benchmarks.
 
-    Distinct ``(user, item)`` pairs (their latest time), then each user's ``history_cap`` most
-    recent, ties by smaller item index. Returns the kept ``(users, items)``.
-    """
-    users = np.asarray(users, dtype=np.int64)
-    items = np.asarray(items, dtype=np.int64)
-    ts = np.asarray(timestamps, dtype=np.float64)
-    order = np.lexsort((items, -ts, users))  # per user: newest first, then item
-    u, i = users[order], items[order]
-    # distinct pairs: the first (newest) occurrence of each (user, item)
-    key = u * (int(i.max()) + 1 if len(i) else 1) + i
-    _, first = np.unique(key, return_index=True)
-    first.sort()
-    u, i = u[first], i[first]
-    if history_cap is not None and len(u):
-        start = np.concatenate([[0], np.flatnonzero(np.diff(u)) + 1])
-        rank = np.arange(len(u)) - np.repeat(start, np.diff(np.concatenate([start, [len(u)]])))
-        keep = rank < history_cap
-        u, i = u[keep], i[keep]
-    return u, i
-
-
-def fit_arrays(users, items, timestamps, item_ids, *, K: int = 64,
-               history_cap: int | None = HISTORY_CAP, n_candidates: int = N_CANDIDATES,
-               lambda_: float | str = "auto") -> tuple[NeighbourTable, float]:
-    """The Spark job's algorithm on one machine (same per-block functions, whole catalog).
-
-    ``users`` are any ids; ``items`` are item ids found in ``item_ids`` (others dropped).
+    ``models.cowatch.cap_histories`` (item codes = positions in ``item_ids``, as the Spark job
+    uses), the binary users x items matrix, ``SparseEASEModel(K).fit``, ``to_table``.
+    Returns ``(table, lambda)``.
     """
     import pandas as pd
+    import scipy.sparse as sp
+
+    from models.cowatch import SparseEASEModel, cap_histories
 
     item_ids = np.asarray(item_ids).astype(str)
-    N = len(item_ids)
     codes = pd.Index(item_ids).get_indexer(np.asarray(items).astype(str))
     ok = codes >= 0
-    u_codes, _ = pd.factorize(np.asarray(users)[ok])
-    u, i = cap_history(u_codes, codes[ok], np.asarray(timestamps)[ok], history_cap)
-    n_users = int(u.max()) + 1 if len(u) else 0
-    counts = np.bincount(i, minlength=N).astype(np.float64)
-    lam = choose_lambda(counts) if lambda_ == "auto" else float(lambda_)
-    X = Interactions(u, i, n_users, N)
-    parts = [first_pass_block(X, lo, min(N, lo + ITEMS_PER_BLOCK), lam, n_candidates)
-             for lo in range(0, N, ITEMS_PER_BLOCK)]
-    s, d, w = (np.concatenate([p[k] for p in parts]) for k in range(3))
-    del parts
-    ss, dd = top_positive_block(s, d, w, K)
-    s, d, w = solve_block(X, dd, ss, lam)
-    return table_from_weights(s, d, w, item_ids, counts, K), lam
+    u, _ = pd.factorize(np.asarray(users)[ok])
+    i, ts = codes[ok], np.asarray(timestamps, dtype=np.float64)[ok]
+    if history_cap is not None:
+        keep = cap_histories(u, i, ts, history_cap)
+        u, i = u[keep], i[keep]
+    X = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(int(u.max()) + 1, len(item_ids)))
+    X.data[:] = 1.0
+    model = SparseEASEModel(K=K).fit(X)
+    return model.to_table(item_ids), float(model.lambda_used_)

@@ -64,9 +64,11 @@ def test_ml100k_spark_table_equals_in_process(spark):
     rows = np.array([split.train[uidx[u], iidx[i]] > 0 for u, i in zip(r.users, r.items)])
     users, items, ts = r.users[rows], r.items[rows], r.timestamps[rows]
 
-    local, lam = fs.fit_arrays(users, items, ts, split.item_ids, history_cap=200)
+    # a cap of 200 distinct items cuts the 10% heaviest users: the rule is exercised too
+    local, lam = fs.in_process_table(users, items, ts, split.item_ids, history_cap=200)
     res = fs.fit_events(spark, _events_df(spark, users, items, ts), split.item_ids,
                         history_cap=200, progress=False)
+    assert res.n_kept < len(users)
     assert res.lambda_ == pytest.approx(lam, rel=0, abs=0)
     assert list(res.table.item_ids) == list(local.item_ids)
     share, worst = _compare(res.table, local)
@@ -80,24 +82,28 @@ def test_ml100k_spark_table_equals_in_process(spark):
 
 
 def test_cap_rule_keeps_the_same_events_in_both_engines(spark):
+    from models.cowatch import cap_histories
+
     rng = np.random.default_rng(3)
     n = 20_000
     users = rng.integers(0, 60, size=n)
     items = rng.integers(0, 400, size=n)
     ts = rng.integers(0, 50, size=n).astype(float)  # many ties in time and repeats of items
-    item_ids = np.arange(400).astype(str)
+    item_ids = np.arange(400).astype(str)  # item code == the item's number
     for cap in (7, 40):
         kept, _, stats = fs.capped_events(spark, _events_df(spark, users, items, ts), item_ids, cap)
         got = {(int(r[0]), int(r[1])) for r in kept.collect()}
-        u, i = fs.cap_history(users, items, ts, cap)
-        want = set(zip(u.tolist(), i.tolist()))
+        mask = cap_histories(users, items, ts, cap)
+        want = set(zip(users[mask].tolist(), items[mask].tolist()))
         assert got == want
         assert stats == {"n_events": n, "unknown_items": 0}
-        per_user = np.bincount(u)
-        assert per_user.max() == cap  # the heavy users were cut
-    # hand-checked: newest first, ties by smaller item, repeats count once
-    u, i = fs.cap_history([0, 0, 0, 0, 1], [5, 3, 5, 9, 1], [1.0, 2.0, 3.0, 2.0, 0.0], 2)
-    assert list(zip(u, i)) == [(0, 5), (0, 3), (1, 1)]
+        assert max(np.bincount([u for u, _ in got])) == cap  # the heavy users were cut
+    # hand-checked: newest first, ties by the smaller item code, repeats count once
+    df = _events_df(spark, ["a", "a", "a", "a", "b", "b"], ["5", "3", "5", "9", "1", "x"],
+                    [1.0, 2.0, 3.0, 2.0, 0.0, 9.0])
+    kept, _, stats = fs.capped_events(spark, df, [str(k) for k in range(10)], 2)
+    assert sorted((r[0], r[1]) for r in kept.collect()) == [("a", 3), ("a", 5), ("b", 1)]
+    assert stats == {"n_events": 5, "unknown_items": 1}
 
 
 def test_gram_block_kernel_equals_scipy():

@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= device,media,sim,train,dev
+EXTRAS ?= device,media,sim,train,fleet,dev
 STAMP  := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 
 # The box's fallback runtime (tflite-runtime 2.14 needs numpy<2; wheels exist for x86_64 cp311)

@@ -30,6 +30,9 @@ EXTRA_OF_MODULE = {
     "matplotlib": "train",
     "PIL": "train",
     "implicit": "dev",
+    "pyspark": "fleet",
+    "pandas": "fleet",
+    "pyarrow": "fleet",
 }
 
 
@@ -180,6 +183,7 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
     info = csub.add_parser("info", help="load a generated catalog, validate it and print a summary")
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(func=_run_catalog)
+    _add_catalog_synth_logs(csub)
 
 
 def _run_catalog(args: argparse.Namespace) -> int:
@@ -211,6 +215,46 @@ def _run_catalog(args: argparse.Namespace) -> int:
     print(f"{args.dir}: schema {cat.manifest['schema']}, seed {cat.seed}, {cat.n_items} items "
           f"({int(cat.cold.sum())} cold), {len(cat.profile_ids)} profiles, {len(cat.train)} training / "
           f"{len(cat.future)} future events, {n_media} clips present")
+    return 0
+
+
+def _add_catalog_synth_logs(csub: argparse._SubParsersAction) -> None:
+    p = csub.add_parser(
+        "synth-logs",
+        help="a synthetic catalog + watch log at fleet scale (items.csv, events.csv)",
+        description=(
+            "Writes DIR/items.csv (generic catalog CSV: id,title,genres,duration,release,series,"
+            "season,episode,maturity), DIR/events.csv (profile_id,item_id,timestamp,completion; "
+            "or events.parquet) and DIR/manifest.json. Power-law popularity, taste clusters, "
+            "series bingeing, lognormal activity; vectorised numpy, same seed -> same files."
+        ),
+    )
+    p.add_argument("--items", type=int, required=True, help="catalog size")
+    p.add_argument("--profiles", type=int, required=True, help="household profiles")
+    p.add_argument("--events", type=int, required=True, help="watch events (exactly this many)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                   help="format of the event log (parquet needs the 'fleet' extra)")
+    p.set_defaults(func=_run_catalog_synth_logs)
+
+
+def _run_catalog_synth_logs(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    if args.items < 2 or args.profiles < 1 or args.events < 1:
+        raise CommandError("--items must be >= 2, --profiles >= 1 and --events >= 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"{args.out}: exists and is not a folder")
+    from models.synth_logs import synth_logs
+
+    t0 = time.perf_counter()
+    m = synth_logs(args.out, args.items, args.profiles, args.events, seed=args.seed,
+                   fmt=args.format)
+    print(f"{args.out}: {m['n_items']:,} items ({m['n_series']:,} series, {m['n_clusters']} taste "
+          f"clusters), {m['n_profiles']:,} profiles, {m['n_events']:,} events in {m['events']}, "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -21,7 +21,7 @@ threads: the rows are files, written with ``os.replace``.
 
 The same module is the box's small command line (console script ``tvrec-device``)::
 
-    tvrec-device install BUNDLE_DIR_OR_TAR --bundles /var/lib/tvrec/bundles
+    tvrec-device install BUNDLE_DIR_OR_TAR --bundles /var/lib/tvrec/bundles --trusted-keys /etc/tvrec/keys
     tvrec-device recommend --bundles /var/lib/tvrec/bundles --db history.db --profile alice
     tvrec-device serve --bundles /var/lib/tvrec/bundles --db history.db --out /run/tvrec/rows
 """
@@ -233,12 +233,18 @@ def _bundle_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+
     parser = argparse.ArgumentParser(prog="tvrec-device",
                                      description="tvrec on the box: bundles and home-screen rows")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    i = sub.add_parser("install", help="verify (sha256) and atomically install a bundle")
+    i = sub.add_parser("install", help="verify (signature, sha256) and atomically install a bundle")
     i.add_argument("source", help="bundle folder or .tar.gz")
     i.add_argument("--bundles", required=True, help="bundle store (holds current/ and previous/)")
+    i.add_argument("--trusted-keys", metavar="DIR", default=DEFAULT_TRUSTED_KEYS,
+                   help=f"folder of the fleet's *.pub keys (default {DEFAULT_TRUSTED_KEYS})")
+    i.add_argument("--allow-unsigned", action="store_true",
+                   help="development only: install without a signature check (logged)")
     rb = sub.add_parser("rollback", help="switch the store back to the previous bundle")
     rb.add_argument("--bundles", required=True)
     r = sub.add_parser("recommend", help="print one profile's home rows (created if missing)")
@@ -264,7 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "install":
             from device.bundle import install_bundle
 
-            print(f"installed {install_bundle(args.source, args.bundles)}")
+            keys = args.trusted_keys
+            if args.allow_unsigned:
+                print(f"tvrec-device install: WARNING --allow-unsigned: {args.source} may be "
+                      "installed without a signature check (development only)", file=sys.stderr)
+                keys = keys if os.path.isdir(keys) else None
+            print(f"installed {install_bundle(args.source, args.bundles, trusted_keys=keys, allow_unsigned=args.allow_unsigned)}")
         elif args.command == "rollback":
             from device.bundle import rollback
 

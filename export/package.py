@@ -82,8 +82,7 @@ def quantize_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export_bundle(model_path, catalog_dir, out_dir, *, qat_epochs: int = 3, seed: int = 0,
-                  k: int = 64, progress: bool = True, profile_branches: bool = True,
-                  signing_key=None) -> dict[str, Any]:
+                  k: int = 64, progress: bool = True, profile_branches: bool = True) -> dict[str, Any]:
     """Convert, prove parity, package. Returns the report (also ``OUT/report.json``)."""
     from device.bundle import pack_bundle, write_bundle
     from device.runtime import TFLiteModel
@@ -207,11 +206,6 @@ def export_bundle(model_path, catalog_dir, out_dir, *, qat_epochs: int = 3, seed
         extra={"int8_variant": chosen, "min_runtime_version": int8["min_runtime_version"], "embeddings": "warm rows: CF targets; cold rows: int8 "
                "content model", "catalog_seed": cat.seed, "cf_model": type(cf_model).__name__},
     )
-    signature = None
-    if signing_key is not None:  # before packing: the archive carries signature.json
-        from device.bundle import sign_bundle
-
-        signature = sign_bundle(bundle_dir, signing_key)
     archive = pack_bundle(bundle_dir, out / "bundle.tar.gz")
     (out / "float.tflite").write_bytes(float_bytes)
 
@@ -247,7 +241,6 @@ def export_bundle(model_path, catalog_dir, out_dir, *, qat_epochs: int = 3, seed
                     <= MAX_NDCG_DROP * float_ndcg},
         "bundle": str(bundle_dir),
         "archive": str(archive),
-        "signature": signature,
     }
     plot_parity(report, out / "parity.png")
     report["plots"] = ["parity.png"]

@@ -274,8 +274,9 @@ def _run_export(args: argparse.Namespace) -> int:
         from device.bundle_sign import _read_secret
 
         _read_secret(args.signing_key)  # a bad key fails now, not after the conversion
+    signing = {} if args.signing_key is None else {"signing_key": args.signing_key}
     report = export_bundle(args.model, args.catalog, args.out, qat_epochs=args.qat_epochs,
-                           seed=args.seed, signing_key=args.signing_key)
+                           seed=args.seed, **signing)
     keys = ("int8_variant", "parity", "size_bytes", "cold_start", "latency_ms", "targets")
     print(json.dumps({k: report[k] for k in keys}, indent=1))
     return 0
@@ -349,10 +350,29 @@ def _run_sim(args: argparse.Namespace) -> int:
         parse_script(args.script)
     except ValueError as e:
         raise CommandError(str(e)) from None
+    _note_new_viewer(args.db, args.viewer)
     return sim_main(args.bundle, args.db, hardware=args.hardware, resolution=args.resolution,
                     profile=args.viewer, media=args.media, screenshot=args.screenshot,
                     script=args.script, frames=args.frames, play_through_s=args.play_through,
                     quit_after=args.quit_after)
+
+
+def _note_new_viewer(db, viewer) -> None:
+    """``--viewer nobody``: the simulator creates a missing viewer; say so in one line."""
+    import os
+
+    from simulator.app import default_db
+
+    path = db or default_db()
+    if viewer is None or not os.path.isfile(path):
+        return
+    from device.history import History
+
+    with History(path) as history:
+        others = sorted(p.id for p in history.profiles())
+    if viewer not in others:
+        print(f"tvrec sim: note: viewer {viewer!r} is not a profile in {path}; it will be created "
+              f"(existing: {', '.join(others) or 'none'})", file=sys.stderr)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -526,7 +546,9 @@ def _run_bundle_synth(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from tvrec import __version__
 
-    parser = argparse.ArgumentParser(
+    from device.commandline import OneLineParser
+
+    parser = OneLineParser(
         prog="tvrec",
         description="On-device recommendations for smart-TV boxes.",
     )
@@ -566,6 +588,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `tvrec recommend ... | head -5`: the reader has gone
+        from device.commandline import quiet_broken_pipe
+
+        return quiet_broken_pipe()
+    except OSError as err:  # a file that cannot be read or written: one line, not a traceback
+        from device.commandline import oserror_line
+
+        print(f"tvrec {args.command}: {oserror_line(err)}", file=sys.stderr)
+        return 2
     except Exception as err:  # our typed errors: one line, no traceback
         from device.errors import TvrecError
 

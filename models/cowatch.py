@@ -383,7 +383,7 @@ class SparseEASEModel(ItemItemModel):
     shrink : float
         Shrinkage of the candidates' cosine score.
     dropout : float
-        EDLAE-style penalty per unit of a regressor's count (default 0.5).
+        EDLAE-style penalty per unit of a regressor's count (default 1.0: dropout p = 1/2).
     progress : bool
         tqdm bars on stderr for the per-item solves of large catalogs.
     """

@@ -46,8 +46,8 @@ DEFAULT_SHRINK = 0.0
 #: :func:`choose_lambda`.
 LAMBDA_PER_POPULARITY = 0.5
 #: Dropout-style penalty (EDLAE, Steck 2020): regressor ``a`` is penalised by
-#: ``lambda + DEFAULT_DROPOUT * G[a, a]``; 0.5 is input dropout with p = 1/3.
-DEFAULT_DROPOUT = 0.5
+#: ``lambda + DEFAULT_DROPOUT * G[a, a]``; 1.0 is input dropout with p = 1/2 (``p / (1 - p)``).
+DEFAULT_DROPOUT = 1.0
 
 PAD = -1  # padding of support arrays
 
@@ -548,11 +548,10 @@ def choose_lambda(item_counts: np.ndarray) -> float:
 
     ``cbar = sum(c^2) / sum(c)`` is the mean count of the item behind a random interaction
     (the popularity-weighted mean item count): the typical diagonal of the Gram blocks the
-    regressions actually see. With the dropout penalty ``0.5 * c_a`` the total penalty of
-    regressor ``a`` is ``0.5 * (cbar + c_a)``: an item as popular as the typical one is
-    shrunk by a third (``c / (c + cbar)`` with the 1.5 factor), a rarely seen one towards zero,
-    a very popular one by the dropout share only -- the same shape on a dense or a sparse
-    catalog, since ``cbar`` follows where the interactions are, not the long tail's mean
+    regressions actually see. With the dropout penalty ``c_a`` the total penalty of
+    regressor ``a`` is ``cbar / 2 + c_a``: a rarely seen regressor is shrunk towards zero on the
+    scale of the typical item, a popular one by the dropout share -- the same shape on a dense
+    or a sparse catalog, since ``cbar`` follows where the interactions are, not the long tail's mean
     (which sets the scale far too low on sparse catalogs). Computable from the item counts,
     which a Spark driver collects in one pass.
 

@@ -51,7 +51,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="fit the default device CF on MovieLens and score it with the device scorer",
         description=(
             "Protocol: every rating is an interaction; per-user random 75/25 split "
-            "(numpy default_rng(seed)); rank all items unseen in train; metrics at k."
+            "(numpy default_rng(seed)); rank all items unseen in train; metrics at k. "
+            "Training histories are capped to each user's 1,000 most recent distinct items; a "
+            "fit predicted not to fit in this machine's memory is refused before it starts "
+            "(learn on Spark with --engine spark). The JSON adds peak_rss_mb and lambda."
         ),
     )
     cf.add_argument("--ratings", required=True, help="MovieLens u.data (tab-separated) or ratings.csv")

@@ -170,10 +170,7 @@ class Engine:
         self._index = self.items.index
         self._warm = ~np.asarray(self.items.cold, dtype=bool)
         # Plain ndarray views of small columns: np.memmap's per-item indexing costs ~2 us.
-        # A catalog may not know a duration (NaN, bundle schema 3): cards, playback and the
-        # history then take the bundle's nominal length.
-        d = np.asarray(self.items.durations)
-        self._durations = d if not np.isnan(d).any() else np.where(d > 0, d, UNKNOWN_DURATION_S)
+        self._durations = np.asarray(self.items.durations)
         self._codes = np.asarray(self.items.genre_codes)
         self._bundle_genres = list(self.items.genre_vocab)
         self._embedder: ContentEmbedder | None = None
@@ -243,8 +240,12 @@ class Engine:
         """A card for any known item (catalog or local). Raises ``UnknownItemError``."""
         row = self._row(item_id)
         if row >= 0:
+            # A catalog may not know a duration (NaN, bundle schema 3): the card, playback and
+            # the history take the nominal length (read per card: no pass over the column).
+            duration = float(self._durations[row])
             return Card(item_id, self.items.titles[row], self._catalog_genres(row),
-                        float(self._durations[row]), reason, score, progress, "catalog")
+                        duration if duration > 0 else UNKNOWN_DURATION_S, reason, score,
+                        progress, "catalog")
         item = self.history.item(item_id)  # raises UnknownItemError
         return Card(item.id, item.title, tuple(item.genres), float(item.duration), reason, score,
                     progress, item.source)

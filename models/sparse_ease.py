@@ -32,6 +32,8 @@ import sys
 import numpy as np
 import scipy.sparse as sp
 
+from device.errors import TvrecError
+
 #: Candidate items per target (step 1). 128 candidates then K=64 kept per row measured as
 #: good as dense EASE's own support on MovieLens and on synthetic Zipf logs (cf-anchors).
 DEFAULT_CANDIDATES = 128
@@ -81,25 +83,119 @@ def gram_matrix(user_items: sp.spmatrix) -> sp.csr_matrix:
 
 
 def predicted_gram_nnz(user_items: sp.spmatrix) -> int:
-    """Upper bound on the Gram's stored entries: ``min(sum_u n_u^2, N^2)``, cheap to compute.
+    """Predicted stored entries of :func:`gram_matrix` (an estimate, no Gram formed).
 
-    ``n_u`` is the number of distinct items of user ``u`` (after the history cap). Each user
-    contributes at most ``n_u^2`` pairs; overlapping pairs make the real count smaller.
+    Row ``a`` of the Gram holds the distinct items co-watched with ``a``. Its users bring
+    ``t_a = sum_{u in users(a)} n_u`` item draws (one sparse product); if those fell on items in
+    proportion to their popularity ``c_b / E`` (``E`` interactions), row ``a`` would hold
+    ``f(t_a) = sum_b 1 - exp(-t_a c_b / E)`` distinct items -- never more than ``t_a`` or ``N``.
+    ``f`` is evaluated on a log grid of ``t`` and interpolated (``O(N)``). Taste structure
+    concentrates co-watching on fewer pairs, so this errs high; it never exceeds the plain
+    bound ``sum_u n_u^2``.
     """
-    X = sp.csr_matrix(user_items)
+    X = binary_user_items(user_items)
     n_u = np.diff(X.indptr).astype(np.float64)
-    return int(min(float((n_u**2).sum()), float(X.shape[1]) ** 2))
+    c = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
+    E = c.sum()
+    if E == 0:
+        return 0
+    t = np.asarray(X.T @ n_u).ravel()  # item draws per row
+    w = c[c > 0] / E
+    grid = np.unique(np.r_[0.0, np.geomspace(1.0, max(t.max(), 1.0), 200)])
+    f = np.array([np.sum(-np.expm1(-g * w)) for g in grid])
+    est = np.minimum(np.interp(t, grid, f), t)
+    return int(min(est.sum(), (n_u**2).sum()))
+
+
+#: Peak bytes per Gram entry while fitting, measured by ``bench/cf_scale.py`` (int32 indices and
+#: data, with scipy's product and our row chunks alive at once).
+BYTES_PER_GRAM_ENTRY = 20
 
 
 def predicted_fit_bytes(user_items: sp.spmatrix, n_candidates: int = DEFAULT_CANDIDATES) -> int:
-    """Predicted peak bytes of :class:`SparseEASEModel.fit` on ``user_items``.
+    """Predicted peak bytes of :func:`fit_sparse_ease` on ``user_items``.
 
-    The Gram dominates: its product is formed with int32 indices and data (8 bytes per entry)
-    and scipy holds about two copies while summing and sorting, plus the per-item support and
-    weight arrays (``N x C``, 4 + 8 + 8 bytes) and a fixed working set for batched solves.
+    The Gram dominates (:data:`BYTES_PER_GRAM_ENTRY` per predicted entry), then the per-item
+    support and weight arrays (``N x C``: int32 + two float64), the interactions, and a fixed
+    working set for the batched solves.
     """
-    n_items = user_items.shape[1]
-    return int(2 * 8 * predicted_gram_nnz(user_items) + 24 * n_items * n_candidates + 256 * 2**20)
+    X = sp.csr_matrix(user_items)
+    n_items = X.shape[1]
+    return int(BYTES_PER_GRAM_ENTRY * predicted_gram_nnz(X) + 20 * n_items * n_candidates
+               + 24 * X.nnz + 200 * 2**20)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still use: ``MemAvailable``, lowered by an address-space limit
+    (``ulimit -v``) and a cgroup limit (v1 or v2).
+
+    ``None`` where neither can be read (not Linux).
+    """
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # an address-space limit (ulimit -v) caps this process too
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as fh:
+                size = next(int(x.split()[1]) * 1024 for x in fh if x.startswith("VmSize:"))
+            room = max(soft - size, 0)
+            avail = room if avail is None else min(avail, room)
+    except (ImportError, OSError, StopIteration, ValueError):
+        pass
+    for limit_f, usage_f in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                             ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                              "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_f) as fh:
+                raw = fh.read().strip()
+            with open(usage_f) as fh:
+                usage = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+        if raw.isdigit() and int(raw) < 2**60:  # "max" or a huge number: no limit
+            room = max(int(raw) - usage, 0)
+            avail = room if avail is None else min(avail, room)
+        break
+    return avail
+
+
+class FitMemoryError(TvrecError):
+    """The in-process fit would need more memory than this machine has."""
+
+
+def check_fit_memory(user_items: sp.spmatrix, available: int | None = None) -> int:
+    """Refuse, in one line naming ``--engine spark``, a fit predicted not to fit in memory.
+
+    Parameters
+    ----------
+    user_items : scipy.sparse matrix
+        The (capped) interactions that would be fitted.
+    available : int, optional
+        Bytes available (default :func:`available_memory_bytes`).
+
+    Returns
+    -------
+    int
+        The predicted peak bytes (when they fit).
+    """
+    need = predicted_fit_bytes(user_items)
+    if available is None:
+        available = available_memory_bytes()
+    if available is not None and need > available:
+        raise FitMemoryError(
+            f"the in-process learner would need ~{need / 2**30:.1f} GB "
+            f"(predicted Gram matrix of {predicted_gram_nnz(user_items):,} co-counts) but "
+            f"{available / 2**30:.1f} GB is available; learn on Spark with --engine spark"
+        )
+    return need
 
 
 # ------------------------------------------------------------------------ candidates
@@ -278,14 +374,25 @@ def solve_supports(
     for lo in range(0, T, batch):
         hi = min(T, lo + batch)
         blocks, rhs = gram_blocks(gram, targets[lo:hi], supports[lo:hi])
-        valid = supports[lo:hi] >= 0
-        blocks += lam * eye  # padding rows become lam * I with rhs 0: weight 0
-        out[lo:hi] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
+        out[lo:hi] = solve_systems(blocks, rhs, supports[lo:hi] >= 0, lam, eye)
         if bar is not None:
             bar.update(hi - lo)
     if bar is not None:
         bar.close()
     return out
+
+
+def solve_systems(blocks: np.ndarray, rhs: np.ndarray, valid: np.ndarray, lam: float,
+                  eye: np.ndarray | None = None) -> np.ndarray:
+    """Solve the batched ridge systems ``(blocks + lam I) w = rhs``; 0 where not ``valid``.
+
+    The solving half of :func:`solve_supports`, for engines that build the blocks themselves
+    (the Spark job builds them from a broadcast interaction matrix). ``blocks`` (T, S, S) and
+    ``rhs`` (T, S) must be zero at padding (as :func:`gram_blocks` returns them): padding rows
+    then read ``lam * w = 0``. ``blocks`` is modified in place.
+    """
+    blocks += lam * (np.eye(blocks.shape[-1]) if eye is None else eye)
+    return np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
 
 
 # --------------------------------------------------------------------------- pruning
@@ -383,9 +490,15 @@ def fit_sparse_ease(
     counts = G.diagonal().astype(np.float64)
     if lam is None:
         lam = choose_lambda(counts)
-    items = np.arange(n)
-    sup = candidate_support(G, items, counts, n_candidates, shrink)
-    has = (sup >= 0).any(axis=1)
+    # only items co-watched with another item can have candidates (rows with > 1 entry)
+    items = np.flatnonzero(np.diff(G.indptr) > (counts > 0))
+    step = max(1, int(len(items) * 4e6 // max(G.nnz, 1)))  # row chunks of ~4M Gram entries
+    sup = np.concatenate(
+        [candidate_support(G[items[lo:lo + step]], items[lo:lo + step], counts, n_candidates,
+                           shrink) for lo in range(0, len(items), step)]
+        or [np.zeros((0, n_candidates), np.int32)]
+    )
+    has = (sup[:, 0] >= 0) if sup.shape[1] else np.zeros(len(items), bool)
     targets, sup = items[has], sup[has]
     w = solve_supports(G, targets, sup, lam, progress="ridge on candidates" if progress else None)
     if resolve:

@@ -158,7 +158,19 @@ class _spark:
         from models.fleet_spark import spark_session
 
         self.ours = SparkSession.getActiveSession() is None  # a caller's session stays up
-        self.session = spark_session(self.master)
+        if self.ours:
+            import os
+            import shutil
+
+            if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+                raise CommandError("--engine spark needs a Java 17 runtime (Debian/Ubuntu: "
+                                   "apt-get install openjdk-17-jre-headless), none found")
+        try:
+            self.session = spark_session(self.master)
+        except Exception as err:  # the JVM did not start or the master is unreachable
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise CommandError(f"cannot start Spark on --spark-master {self.master}: "
+                               f"{first[:200]}") from None
         return self.session
 
     def __exit__(self, *exc):

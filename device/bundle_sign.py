@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device.commandline import DEFAULT_TRUSTED_KEYS
 from device.bundle_format import MANIFEST, PathLike, _fsync_dir, _parse_iso, _reason
 from device.errors import BundleError
 from device.features import sha256
@@ -54,7 +55,6 @@ __all__ = ["SIGNATURE", "DEFAULT_TRUSTED_KEYS", "Signed", "TrustedKey", "check_s
 
 SIGNATURE = "signature.json"
 SIGNATURE_FORMAT = "tvrec-bundle-signature"
-DEFAULT_TRUSTED_KEYS = "/etc/tvrec/keys"
 _DOMAIN = b"tvrec-bundle-manifest-v1\n"
 _SECRET_TAG = "tvrec-ed25519-secret"
 _PUBLIC_TAG = "tvrec-ed25519-public"

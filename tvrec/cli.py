@@ -621,7 +621,7 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
 
 
 def _trust_args(p: argparse.ArgumentParser) -> None:
-    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+    from device.commandline import DEFAULT_TRUSTED_KEYS
 
     p.add_argument("--trusted-keys", metavar="DIR", default=DEFAULT_TRUSTED_KEYS,
                    help=f"folder of the fleet's trusted *.pub keys (default {DEFAULT_TRUSTED_KEYS})")

@@ -150,7 +150,12 @@ def test_playing_to_the_end_writes_finish_and_changes_the_home_screen(qtbot, cli
     shown = {c.item_id for r in tv.home_screen.rows for c in r.cards}
     assert card.item_id not in shown                  # a finished programme is not offered again
     assert "top_picks" in row_kinds(tv)               # and it now drives recommendations
-    assert tv.home_screen.rows[0].cards[0].reason.endswith(card.title)
+    # an episode: its successor is Up next in Continue watching, and the reasons name the show
+    first = tv.home_screen.rows[0]
+    assert first.kind == "continue" and first.cards[0].kind == "next"
+    assert first.cards[0].title == card.title.replace("#7", "#8")
+    top = [r for r in tv.home_screen.rows if r.kind == "top_picks"][0]
+    assert top.cards[0].reason == "Because you watched Super Cycling Cup Final"
 
 
 def test_stopping_halfway_puts_the_programme_in_continue_watching(qtbot, client, db_path):
@@ -370,6 +375,12 @@ def test_clear_history_in_settings_empties_the_profile(qtbot, client, db_path):
     key(qtbot, tv, Qt.Key_Right)                      # Settings
     key(qtbot, tv, Qt.Key_Return)
     key(qtbot, tv, Qt.Key_Down, 2)                    # "Clear watch history"
+    key(qtbot, tv, Qt.Key_Return)
+    assert tv.screen.name == "confirm" and tv.screen.grid.row == 0   # Cancel is focused
+    key(qtbot, tv, Qt.Key_Return)                     # Cancel: nothing is cleared
+    assert tv.screen.name == "settings" and events_of(db_path, "clearer")
+    key(qtbot, tv, Qt.Key_Return)
+    key(qtbot, tv, Qt.Key_Down)                       # "Clear history"
     key(qtbot, tv, Qt.Key_Return)
     assert tv.toast_text.startswith("Cleared ")
     assert events_of(db_path, "clearer") == []

@@ -56,7 +56,7 @@ import numpy as np
 from device.bundle import Bundle, open_bundle
 from device.cf import _top_k, gather_rows, read_row, recommend
 from device.content import ContentEmbedder, Embedded, quantize_embedding, unit
-from device.context import context_weights, local_offset_s
+from device.context import STRENGTH, context_weights, habit_strength, local_offset_s
 from device.errors import BundleError, HistoryError, UnknownItemError
 from device.history import History
 
@@ -243,6 +243,9 @@ class Engine:
         self._episode_cache: dict[str, tuple | None] = {}
         self._siblings_cache: dict[str, list[tuple[int, int, int]]] = {}
         self._maturity_masks: dict[tuple, tuple[Any, np.ndarray]] = {}
+        self._habit_cache: dict[str, tuple[tuple, float]] = {}
+        #: How much time of day may weigh at most (0 turns it off: the bench's control arm).
+        self.context_strength = STRENGTH
         self.timings = Timings(open_ms=(time.perf_counter() - t0) * 1000.0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -381,10 +384,15 @@ class Engine:
             affinity = np.concatenate([affinity, -np.ones(len(extra))])
         last_ts = np.concatenate([aff.last_ts, np.full(len(history_ids) - len(aff), now)])
         positive = affinity > 0
-        # Time of day: each history item's affinity weighted by how near its viewing time is.
+        # Time of day: each history item's affinity weighted by how near its viewing time is,
+        # as strongly as this profile's history shows habits (device.context.habit_strength).
         in_context = affinity.copy()
+        h_rows = self._index.rows(history_ids)
         if positive.any():
-            in_context[positive] *= context_weights(last_ts[positive], now, self.utc_offset_s)
+            strength = self._habit(profile_id, last_ts[positive], h_rows[positive])
+            if strength > 0:
+                in_context[positive] *= context_weights(last_ts[positive], now,
+                                                        self.utc_offset_s, strength)
         shown: set[str] = set()
         never = set(history_ids)  # watched or disliked: not recommended again
         rows: list[Row] = []
@@ -402,8 +410,7 @@ class Engine:
         self._add_row(rows, shown, titles, "new_episode", "New episodes",
                       self._new_episodes(aff, history_ids, shown, flt), min_len=1, flt=flt)
 
-        # History rows, looked up once: "never" (the history) is excluded by row below.
-        h_rows = self._index.rows(history_ids)
+        # History rows (looked up once, above): "never" (the history) is excluded by row below.
         candidates = self._warm if flt.allowed is None else self._warm & flt.allowed
         if positive.any():
             pool = recommend(self.table, history_ids, in_context, n=3 * self.row_length,
@@ -433,6 +440,20 @@ class Engine:
 
         self.timings.home_ms = (time.perf_counter() - t0) * 1000.0
         return rows
+
+    def _habit(self, profile_id: str, ts: np.ndarray, rows: np.ndarray) -> float:
+        """The profile's earned context strength, recomputed only when its history moved."""
+        key = (len(ts), float(ts.max()), float(ts.sum()))
+        hit = self._habit_cache.get(profile_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        order = np.argsort(-ts, kind="stable")
+        codes = np.where(rows[order] >= 0, self._codes[np.maximum(rows[order], 0), 0], -1)
+        value = habit_strength(ts[order], codes, self.utc_offset_s, self.context_strength)
+        if len(self._habit_cache) >= 64:
+            self._habit_cache.clear()
+        self._habit_cache[profile_id] = (key, value)
+        return value
 
     # ------------------------------------------------------------------ who may see what
 

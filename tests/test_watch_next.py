@@ -339,3 +339,20 @@ def test_replay_seeds_the_earliest_75_percent(engine, tmp_path):
     bad.write_text("profile_id,item_id,timestamp\nu1,p0001,yesterday\n")
     with pytest.raises(DataFormatError, match="line 2"):
         seed_profile(engine, bad, "u1")
+
+
+def test_context_is_earned_only_by_histories_with_habits():
+    from device.context import context_weights, habit_strength
+
+    rng = np.random.default_rng(0)
+    day = 86400.0
+    genres = rng.integers(0, 4, 60)
+    # habits: genre g watched around hour 6 * g; no habits: any hour for any genre
+    habit = np.arange(60) * day + (6 * genres + rng.normal(0, 1, 60)) % 24 * HOUR
+    flat = np.arange(60) * day + rng.uniform(0, 24, 60) * HOUR
+    assert habit_strength(habit[::-1], genres[::-1]) > 0.5
+    assert habit_strength(flat[::-1], genres[::-1]) == 0.0
+    assert habit_strength(habit[:5], genres[:5]) == 0.0  # too few to tell
+    w = context_weights(habit, habit[0], strength=0.7)
+    assert w.mean() == pytest.approx(1.0) and w[genres == genres[0]].mean() > w.mean()
+    assert np.all(context_weights(habit, habit[0], strength=0.0) == 1.0)

@@ -361,15 +361,21 @@ class TvView(QWidget):
             out.insert(4, ("engine RSS now", f"{rss:.0f} MB", "", None))
         return out
 
+    def overlay_rect(self, n_lines: int) -> QRectF:
+        """The budget panel: tall enough for its heading (88 px after a 14 px top margin), every
+        line (40 px) and a bottom margin, so the last line sits inside it."""
+        th = self.theme
+        w = th.px(860)
+        return QRectF(th.width - th.safe_x - w, th.safe_y + th.px(80), w,
+                      th.px(14) + th.px(88) + th.px(40) * n_lines + th.px(18))
+
     def paint_overlay(self, p: QPainter) -> None:
         th = self.theme
         hw = hardware_profile(self.hardware)
         lines = self.budget_lines()
         w, lh = th.px(860), th.px(40)
-        # Opaque, and tall enough for its heading (88 px after a 14 px top margin), every line
-        # and a bottom margin: the last line sits inside the panel.
-        rect = QRectF(th.width - th.safe_x - w, th.safe_y + th.px(80), w,
-                      th.px(14) + th.px(88) + lh * len(lines) + th.px(18))
+        rect = self.overlay_rect(len(lines))
+        # opaque: the figures must be readable over any poster
         rounded(p, rect, th.px(14), QColor(12, 14, 18), QPen(QColor(255, 255, 255, 60), th.px(2)))
         x, y = rect.x() + th.px(22), rect.y() + th.px(14)
         draw_text(p, QRectF(x, y, w - th.px(44), lh),

@@ -362,6 +362,17 @@ class DetailsScreen(Screen):
         self.app.call("resume_position", self.app.profile, self.card.item_id,
                              on_result=self._set_resume)
 
+    @property
+    def why(self) -> str:
+        """Why this programme is here. A Continue-watching card's reason ("Resume at 30%") was
+        true when the home screen was drawn; the live resume point (re-read whenever this page
+        is shown, e.g. back from the player) says it now."""
+        c = self.card
+        if c.kind == "continue":
+            return (f"You stopped at {self.resume_at / max(c.duration, 1):.0%}"
+                    if self.resume_at > 0 else "You have watched it")
+        return c.reason or "From the catalog"
+
     def _set_resume(self, pos: float) -> None:
         self.resume_at = float(pos or 0.0)
         self.app.update()
@@ -443,13 +454,7 @@ class DetailsScreen(Screen):
         ]))
         draw_text(p, QRectF(x0, y0 + th.px(110), th.width * 0.6, th.px(44)), meta,
                   th.font(T.Theme.TEXT_BODY), T.TEXT_DIM)
-        # A Continue-watching card's reason ("Resume at 30%") was true when the home screen
-        # was drawn; the live resume point (re-read whenever this page is shown) says it now.
-        if c.kind == "continue":
-            why = (f"You stopped at {self.resume_at / max(c.duration, 1):.0%}"
-                   if self.resume_at > 0 else "You have watched it")
-        else:
-            why = c.reason or "From the catalog"
+        why = self.why
         draw_text(p, QRectF(x0, y0 + th.px(166), th.width * 0.6, th.px(44)),
                   f"Why: {why}", th.font(T.Theme.TEXT_BODY), T.TEXT)
         if self.resume_at > 0:

@@ -735,15 +735,19 @@ class Engine:
 
     def _anchors(self, aff, history_ids: list[str], flt: _Filter | None = None) -> list[str]:
         """Up to BECAUSE_ROWS history items that deserve their own row: warm catalog items the
-        profile liked, finished or mostly watched, strongest (recency-weighted) first."""
+        profile liked, finished or mostly watched, strongest (recency-weighted) first, one per
+        show (the rows are titled by the show)."""
         order = np.argsort(-aff.affinity, kind="stable")
-        out = []
+        out: list[str] = []
+        shows: set[str] = set()
         for i in order:
             if aff.affinity[i] <= 0 or aff.completion[i] < 0.5:
                 continue
             row = self._row(history_ids[i])
-            if row >= 0 and self._warm[row] and self._may_show(history_ids[i], flt):
+            if row >= 0 and self._warm[row] and self._may_show(history_ids[i], flt) \
+                    and self._series(history_ids[i]) not in shows:  # one row per show
                 out.append(history_ids[i])
+                shows.add(self._series(history_ids[i]))
             if len(out) == BECAUSE_ROWS:
                 break
         return out

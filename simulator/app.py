@@ -543,7 +543,7 @@ def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "e
     hardware_profile(hardware)  # unknown names fail before any window opens
     T.Theme.for_resolution(resolution)
     db = Path(db) if db else default_db()
-    db.parent.mkdir(parents=True, exist_ok=True)
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only: a household's viewing
     if screenshot is not None and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([])

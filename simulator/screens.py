@@ -126,12 +126,16 @@ def paint_card(p: QPainter, th: T.Theme, card: Card, x: float, y: float, focused
     # Two lines, ellipsised at the end; the same font focused or not (a bold focused title
     # would be cut harder than its neighbours'): focus shows in colour and the outline.
     title_font = th.font(T.Theme.TEXT_BODY)
-    lh = th.px(33)
-    for n, line in enumerate(wrap_lines(card.title, title_font, w)):
+    lh, rh = th.px(33), th.px(29)
+    title_lines = wrap_lines(card.title, title_font, w)
+    for n, line in enumerate(title_lines):
         draw_text(p, QRectF(x, ty + n * lh, w, lh), line, title_font,
                   T.TEXT if focused else QColor(T.TEXT).darker(112), elide=False)
-    draw_text(p, QRectF(x, ty + 2 * lh + th.px(2), w, th.px(30)), card.reason,
-              th.font(T.Theme.TEXT_SMALL), T.TEXT_DIM)
+    # The reason reads whole ("Because you watched" + the show): up to two lines of its own.
+    reason_font = th.font(T.Theme.TEXT_SMALL)
+    ry = ty + len(title_lines) * lh + th.px(4)
+    for n, line in enumerate(wrap_lines(card.reason, reason_font, w)):
+        draw_text(p, QRectF(x, ry + n * rh, w, rh), line, reason_font, T.TEXT_DIM, elide=False)
 
 
 def row_offset(th: T.Theme, n_cards: int, col: int) -> float:

@@ -399,6 +399,7 @@ class Engine:
 
         titles: dict[str, str] = {}  # "because" titles of this screen
 
+        self._prefetch_meta(history_ids, h_rows)
         self._add_row(rows, shown, titles, "continue", "Continue watching",
                       self._continue_picks(profile_id, resume, aff, history_ids), min_len=1,
                       flt=flt)
@@ -408,7 +409,7 @@ class Engine:
         self._add_row(rows, shown, titles, "my_list", "My list", mine, min_len=1, flt=flt)
 
         self._add_row(rows, shown, titles, "new_episode", "New episodes",
-                      self._new_episodes(aff, history_ids, shown, flt), min_len=1, flt=flt)
+                      self._new_episodes(aff, history_ids, h_rows, shown), min_len=1, flt=flt)
 
         # History rows (looked up once, above): "never" (the history) is excluded by row below.
         candidates = self._warm if flt.allowed is None else self._warm & flt.allowed
@@ -538,6 +539,20 @@ class Engine:
         self._episode_cache[item_id] = out
         return out
 
+    def _prefetch_meta(self, ids: list[str], rows: np.ndarray) -> None:
+        """Fill the episode cache for many history items at once: their rows are known and
+        their titles are read in one gather (not one index lookup and one pread each)."""
+        todo = [n for n, i in enumerate(ids) if i not in self._episode_cache and rows[n] >= 0]
+        if not todo or getattr(self.items, "series", None) is not None:
+            return
+        titles = gather_rows(self.items._titles, rows[todo]).tolist()
+        if len(self._episode_cache) + len(todo) >= 8192:
+            self._episode_cache.clear()
+        for n, title in zip(todo, titles):
+            title = str(title)
+            se = episode_of(title)
+            self._episode_cache[ids[n]] = None if se is None else (series_of(title), se[0], se[1])
+
     def _siblings(self, key: str) -> list[tuple[int, int, int]]:
         """(season, episode, bundle row) of every episode of the series ``key``, in order.
         Found once per series by a scan of the catalog column (or of the titles, in blocks,
@@ -617,18 +632,18 @@ class Engine:
         dated.sort(key=lambda d: -d[0])
         return [p for _, p in dated]
 
-    def _new_episodes(self, aff, history_ids: list[str], shown: set[str],
-                      flt: _Filter) -> list[_Pick]:
+    def _new_episodes(self, aff, history_ids: list[str], h_rows: np.ndarray,
+                      shown: set[str]) -> list[_Pick]:
         """Episodes of followed series (one of its episodes started) that are new: released
         after the latest episode the profile watched, new to the catalog (no co-watch data
         yet: cold), not watched, not on screen already (the Up next card)."""
         started = np.asarray(aff.completion) > 0
         followed: dict[str, int] = {}  # series -> newest release watched
         release = np.asarray(self.items.release)
-        for i in np.flatnonzero(started).tolist():
+        for i in np.flatnonzero(started[:len(h_rows)] & (h_rows[:len(started)] >= 0)).tolist():
             m = self._meta(history_ids[i])
-            row = self._row(history_ids[i])
-            if m is not None and row >= 0:
+            row = int(h_rows[i])
+            if m is not None:
                 followed[m[0]] = max(followed.get(m[0], -1), int(release[row]))
         history = set(history_ids)
         out = []

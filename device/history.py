@@ -111,6 +111,16 @@ class WatchThresholds:
         return np.minimum(self.started_fraction * np.asarray(duration, dtype=np.float64),
                           self.started_seconds)
 
+    def started_s(self, duration: float) -> float:
+        """:meth:`started_at` for one duration, in plain floats (the per-item loops)."""
+        return min(self.started_fraction * duration, self.started_seconds)
+
+    def finished_s(self, duration: float) -> float:
+        """:meth:`finished_at` for one duration, in plain floats."""
+        credits = self.credits_fraction * duration
+        left = duration - self.finished_remaining_s
+        return min(credits, left) if left >= 0.5 * duration else credits
+
     def finished_at(self, duration):
         """Seconds (scalar or array) from which a programme of ``duration`` is finished."""
         d = np.asarray(duration, dtype=np.float64)
@@ -1331,7 +1341,7 @@ class History:
                 (-ts, item_id, position, duration)
                 for item_id, (kind, position, duration, ts) in latest.items()
                 if kind != "finish"
-                and th.started_at(duration) <= position < th.finished_at(duration)
+                and th.started_s(duration) <= position < th.finished_s(duration)
                 and opinion.get(item_id) != "dislike"
                 and item_id not in never
                 and hidden.get(item_id, -math.inf) < ts

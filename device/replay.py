@@ -124,7 +124,7 @@ def seed_profile(engine, path: str | os.PathLike, user: str, profile: str | None
         else:
             c = min(max(row.get("completion", 1.0), 0.0), 1.0)
             pos = c * d
-            kind = "finish" if pos >= float(th.finished_at(d)) else "stop"
+            kind = "finish" if pos >= th.finished_s(d) else "stop"
             events.append((item, "play", 0.0, t))
             events.append((item, kind, None if kind == "finish" else pos, t + 1))
             if row.get("liked", 0) > 0:

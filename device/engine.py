@@ -923,6 +923,32 @@ class Engine:
         out[none] = np.nan
         return out
 
+    # ------------------------------------------------------------------ listings
+
+    def listing(self, profile_id: str, genre: str | None = None, n: int = 48) -> list[Card]:
+        """A browse listing for a profile (a genre page, or everything), most popular first:
+        what a launcher shows under "Sports" or "All programmes". The profile's filter holds
+        here too: nothing it is not interested in, nothing above a kids profile's rating."""
+        flt = self._filter(profile_id, self.history.profile(profile_id).kids_max_maturity)
+        pop = np.asarray(self.table.popularity)
+        rows = np.arange(self.bundle.n_items)
+        if flt.allowed is not None:
+            rows = rows[flt.allowed]
+        if genre is not None:
+            code = self._genre_vocab.get(genre)
+            if code is None or code >= len(self._bundle_genres):
+                return []
+            rows = rows[(self._codes[rows] == code).any(axis=1)]
+        out = []
+        for r in rows[np.argsort(-pop[rows], kind="stable")].tolist():
+            item = str(read_row(self.items.ids, r))
+            if item not in flt.blocked:
+                out.append(self.card(item, genre.title() if genre else "In the catalog",
+                                     float(pop[r])))
+                if len(out) == n:
+                    break
+        return out
+
     # ------------------------------------------------------------------ details page
 
     def similar(self, item_id: str, n: int = ROW_LENGTH, profile_id: str | None = None) -> list[Card]:

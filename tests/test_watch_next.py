@@ -216,6 +216,9 @@ def test_a_kids_profile_never_sees_anything_above_its_rating(demo_bundle, tmp_pa
         for i, _ in history[:3]:
             for card in eng.similar(ids[i], profile_id="kid"):
                 assert ratings.get(card.item_id, 99) <= limit
+        for genre in (None, "cartoons", "drama"):
+            for card in eng.listing("kid", genre):
+                assert ratings.get(card.item_id, 99) <= limit
 
 
 def test_kids_rows_fill_from_what_is_allowed_and_adults_see_everything(engine):
@@ -225,6 +228,9 @@ def test_kids_rows_fill_from_what_is_allowed_and_adults_see_everything(engine):
     assert [r.kind for r in rows] == ["new", "popular"] and len(rows[1].cards) == 12
     adult = {c.item_id for c in all_cards(engine.home("alice"))}
     assert any(ratings.get(i, 99) > 7 for i in adult)
+    cartoons = engine.listing("kid", "cartoons")
+    assert cartoons and all(ratings[c.item_id] <= 7 and "cartoons" in c.genres for c in cartoons)
+    assert len(engine.listing("alice", "cartoons")) > len(cartoons)
 
 
 def test_time_of_day_changes_top_picks(engine):

@@ -362,3 +362,54 @@ def test_context_is_earned_only_by_histories_with_habits():
     w = context_weights(habit, habit[0], strength=0.7)
     assert w.mean() == pytest.approx(1.0) and w[genres == genres[0]].mean() > w.mean()
     assert np.all(context_weights(habit, habit[0], strength=0.0) == 1.0)
+
+
+def catalog_bundle(tmp_path, extra=None):
+    """A 20-item schema-3 bundle whose catalog carries series/season/episode/maturity and
+    whose titles have no episode markers (the catalog columns, not the regex, must be used)."""
+    from device.bundle import write_bundle
+
+    n = 20
+    ids = [f"c{i:02d}" for i in range(n)]
+    # c00-c03: "Harbour Lights" S1E1, S1E2, S2E1, S2E2 (rated 12); c04-c05: "Tiny Rockets" E1-E2 (0)
+    series = ["Harbour Lights"] * 4 + ["Tiny Rockets"] * 2 + [""] * (n - 6)
+    season = [1, 1, 2, 2, 1, 1] + [-1] * (n - 6)
+    episode = [1, 2, 1, 2, 1, 2] + [-1] * (n - 6)
+    maturity = [12, 12, 12, 12, 0, 0] + [0, 7, 16, 18, -1, -1, 0, 7, 12, 16, 18, -1, 0, 7]
+    rng = np.random.default_rng(0)
+    nb = np.full((n, 4), -1, dtype=np.int32)
+    w = np.zeros((n, 4), dtype=np.float32)
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        nb[i] = rng.choice(others, 4, replace=False)
+        w[i] = np.sort(rng.random(4))[::-1] + 0.1
+    emb = rng.integers(-100, 100, (n, 8)).astype(np.int8)
+    return write_bundle(tmp_path / "b", items={
+        "ids": ids, "titles": [f"Programme {i}" for i in range(n)],
+        "genres": [["drama"] if i % 2 else ["cartoons"] for i in range(n)],
+        "durations": [1800.0] * n, "series": series, "season": season, "episode": episode,
+        "maturity": maturity}, neighbours=nb, weights=w,
+        popularity=np.linspace(2.0, 1.0, n).astype(np.float32), item_embeddings_int8=emb,
+        embedding_scale=0.01, model_bytes=None, feature_config={}, model_io=None,
+        extra=extra), maturity
+
+
+def test_catalog_columns_drive_up_next_and_kids(tmp_path):
+    path, maturity = catalog_bundle(tmp_path)
+    with Engine(path, tmp_path / "h.db", clock=lambda: NOW) as eng:
+        eng.add_profile("a")
+        eng.record("a", "c01", "finish", timestamp=NOW - 100)   # S1E2 -> S2E1 is next
+        first = eng.home("a")[0].cards[0]
+        assert (first.item_id, first.kind, first.episode) == ("c02", "next", "S2 E1")
+        assert first.reason == "Up next: S2 E1"
+        assert eng.card("c04").episode == "E1"
+        eng.add_profile("kid", kids_max_maturity=7)
+        shown = [c.item_id for c in all_cards(eng.home("kid"))]
+        assert shown and all(0 <= maturity[int(i[1:])] <= 7 for i in shown)
+        assert "c10" not in shown and "c11" not in shown         # unrated: hidden from kids
+    # a catalog that vouches for its unrated programmes (manifest extra.unrated_maturity)
+    path2, _ = catalog_bundle(tmp_path / "v", extra={"unrated_maturity": 0})
+    with Engine(path2, tmp_path / "h2.db", clock=lambda: NOW) as eng:
+        eng.add_profile("kid", kids_max_maturity=7)
+        listed = {c.item_id for c in eng.listing("kid")}
+        assert {"c10", "c11", "c17"} <= listed and "c08" not in listed

@@ -444,15 +444,37 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recommend", help="print a profile's home-screen rows from a bundle and a history DB")
     p.add_argument("--bundle", default=str(_default_bundle()), help="bundle directory (default: the demo bundle)")
     p.add_argument("--db", required=True, help="watch-history database (created if missing)")
-    p.add_argument("--profile", required=True, help="profile id (created if missing)")
+    p.add_argument("--profile", help="profile id (created if missing; default with "
+                                     "--viewer-from-log: user-<ID>)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _add_replay_args(p)
     p.set_defaults(func=_run_recommend)
+
+
+def _add_replay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--viewer-from-log", metavar="LOG",
+                   help="replay a real household: seed the profile from --user's earliest 75%% of "
+                        "this log (MovieLens u.data / ratings.csv, or profile_id,item_id,timestamp CSV)")
+    p.add_argument("--user", metavar="ID", help="with --viewer-from-log: the log's user id")
+
+
+def _check_replay_args(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    if (args.viewer_from_log is None) != (args.user is None):
+        raise CommandError("--viewer-from-log and --user go together")
+    if args.viewer_from_log is not None and not Path(args.viewer_from_log).is_file():
+        raise CommandError(f"--viewer-from-log {args.viewer_from_log}: no such file")
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
     from device.service import print_home
 
-    print_home(args.bundle, args.db, args.profile, as_json=args.json)
+    _check_replay_args(args)
+    if args.profile is None and args.viewer_from_log is None:
+        raise CommandError("--profile is required (or --viewer-from-log LOG --user ID)")
+    print_home(args.bundle, args.db, args.profile, as_json=args.json,
+               viewer_log=args.viewer_from_log, user=args.user)
     return 0
 
 
@@ -480,6 +502,8 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
                    help="wall seconds in which a programme plays to its end (default 30)")
     p.add_argument("--quit-after", type=float, metavar="SECONDS",
                    help="window mode: close the window after SECONDS (smoke tests, kiosk loops)")
+    p.add_argument("--pin", default="1234", help="the PIN that leaves a kids profile (default 1234)")
+    _add_replay_args(p)
     p.set_defaults(func=_run_sim)
 
 
@@ -493,6 +517,9 @@ def _run_sim(args: argparse.Namespace) -> int:
     open_bundle(args.bundle, verify="sizes")  # a damaged bundle: one line, before any window
     if args.media and not Path(args.media).is_dir():
         raise CommandError(f"--media {args.media}: not a folder")
+    _check_replay_args(args)
+    if not (len(args.pin) == 4 and args.pin.isdigit()):
+        raise CommandError(f"--pin {args.pin!r}: four digits")
     from simulator.app import main as sim_main, parse_script
 
     try:
@@ -503,7 +530,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     return sim_main(args.bundle, args.db, hardware=args.hardware, resolution=args.resolution,
                     profile=args.viewer, media=args.media, screenshot=args.screenshot,
                     script=args.script, frames=args.frames, play_through_s=args.play_through,
-                    quit_after=args.quit_after)
+                    quit_after=args.quit_after, viewer_log=args.viewer_from_log, user=args.user,
+                    pin=args.pin)
 
 
 def _note_new_viewer(db, viewer) -> None:

@@ -262,6 +262,77 @@ def ndcg_tables(point: dict, tables: dict, n_users: int, seed: int = 0) -> dict:
     return out
 
 
+# ------------------------------------------------------------------- CPU per stage
+
+
+def stage_cpu(point: dict, n_blocks: int = 12, seed: int = 0) -> dict:
+    """CPU seconds of the job's per-block stages, on a seeded sample of item blocks.
+
+    Wall time on a machine shared by many busy processes measures the others; the CPU time
+    of this process (``time.process_time``) does not. The Spark job runs exactly these
+    functions in its tasks, so ``cpu per block x blocks / executor cores`` is its solve time
+    on a cluster (plus scheduling), and the driver's cap/collect figures size the driver.
+    """
+    import pyarrow.parquet as pq
+
+    from models import fleet_spark as fs
+    from models.cowatch import HISTORY_CAP, cap_histories
+    from models.sparse_ease import choose_lambda, keep_top_k
+    from models.synth_logs import item_ids
+
+    ids = item_ids(point["n_items"])
+    N = len(ids)
+    tab = pq.read_table(Path(point["dir"]) / "train.parquet")
+    c0 = time.process_time()
+    import pandas as pd
+
+    u, _ = pd.factorize(tab["profile_id"].to_numpy())
+    i = pd.Index(ids).get_indexer(tab["item_id"].to_numpy())
+    ts = tab["timestamp"].to_numpy()
+    keep = cap_histories(u, i, ts, HISTORY_CAP)
+    cap_cpu = time.process_time() - c0
+    c0 = time.process_time()
+    X = fs.Interactions(u[keep], i[keep], int(u.max()) + 1, N)
+    matrix_cpu = time.process_time() - c0
+    lam = choose_lambda(X.counts)
+    rng = np.random.default_rng(seed)
+    block = fs.ITEMS_PER_BLOCK
+    n_all = (N + block - 1) // block
+    picks = np.sort(rng.choice(n_all, size=min(n_blocks, n_all), replace=False))
+    fs.first_pass_block(X, 0, 8, lam)  # compile the kernel outside the timing
+    gram = solve1 = prune = solve2 = 0.0
+    nnz = 0
+    for b in picks:
+        lo, hi = int(b) * block, min(N, (int(b) + 1) * block)
+        c0 = time.process_time()
+        G = X.gram_rows(lo, hi)
+        from models.sparse_ease import candidate_support
+
+        sup = candidate_support(G, np.arange(lo, hi), X.counts)
+        c1 = time.process_time()
+        has = (sup >= 0).any(axis=1)
+        w = fs.solve_supports_x(X, np.arange(lo, hi)[has], sup[has], lam)
+        c2 = time.process_time()
+        # pruning sees whole rows in the job; here the block's own triplets stand in for them
+        v = sup[has] >= 0
+        tg = np.broadcast_to(np.arange(lo, hi)[has][:, None], sup[has].shape)
+        k = keep_top_k(sup[has][v], tg[v], w[v], 64)
+        c3 = time.process_time()
+        fs.resolve_block(X, sup[has][v][k].astype(np.int64), tg[v][k].astype(np.int64), lam)
+        c4 = time.process_time()
+        gram, solve1, prune, solve2 = gram + c1 - c0, solve1 + c2 - c1, prune + c3 - c2, solve2 + c4 - c3
+        nnz += G.nnz
+    f = n_all / len(picks)
+    return {"kept_events": int(keep.sum()), "n_profiles": int(u.max()) + 1,
+            "broadcast_bytes": int(X.indices.nbytes + X.r_indices.nbytes + X.indptr.nbytes
+                                   + X.r_indptr.nbytes),
+            "cpu_seconds": {"cap (driver-side twin)": cap_cpu, "matrix": matrix_cpu,
+                            "gram+candidates": gram * f, "solve": solve1 * f,
+                            "prune": prune * f, "resolve": solve2 * f},
+            "gram_nnz_estimate": int(nnz * f / 2), "blocks_sampled": int(len(picks)),
+            "lambda": lam}
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -274,6 +345,8 @@ def main(argv=None) -> int:
     ap.add_argument("--driver-memory", default="3g")
     ap.add_argument("--eval-users", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="only CPU seconds per stage on sampled blocks (robust to machine load)")
     ap.add_argument("--work", default="/tmp/tvrec-fleet-bench")
     ap.add_argument("--no-reuse", dest="reuse", action="store_false",
                     help="re-run engines whose table and figures are already in --work")
@@ -288,6 +361,23 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         worker(args)
+        return 0
+
+    if args.cpu_only:
+        rows = []
+        for n_events in [int(x) for x in args.events.split(",")]:
+            point = make_point(Path(args.work), args.items, n_events, args.seed)
+            c = stage_cpu(point, seed=args.seed)
+            rows.append({**point, **c, "loadavg": os.getloadavg()})
+            cs = c["cpu_seconds"]
+            print(f"{n_events:>11,d} events: kept {c['kept_events']:,}, Gram ~{c['gram_nnz_estimate']:,} "
+                  f"pairs, broadcast {c['broadcast_bytes'] / 2**20:.0f} MB; CPU s: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in cs.items())
+                  + f"; per M events {sum(cs.values()) / n_events * 1e6:.1f}", flush=True)
+        Path(args.out).write_text(json.dumps({"items": args.items, "points": rows,
+                                              "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                        time.gmtime())},
+                                             indent=1, default=float))
         return 0
 
     points = []

@@ -27,7 +27,8 @@ Files::
 The signed message is ``b"tvrec-bundle-manifest-v1\\n" + manifest.json bytes`` (the prefix keeps
 a bundle signature from ever meaning anything else). A key id is the first 16 hex digits of the
 public key's sha256. The box keeps its trusted public keys as ``*.pub`` files in one folder
-(``/etc/tvrec/keys/`` by default), several at once for rotation.
+(``/etc/tvrec/keys/`` by default: :data:`device.commandline.DEFAULT_TRUSTED_KEYS`), several at
+once for rotation.
 
 Signatures are checked at install (:func:`check_signature`, from
 :func:`device.bundle_install.install_bundle`), never when the engine opens ``current``: PyNaCl
@@ -45,12 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.commandline import DEFAULT_TRUSTED_KEYS
 from device.bundle_format import MANIFEST, PathLike, _fsync_dir, _parse_iso, _reason
 from device.errors import BundleError
 from device.features import sha256
 
-__all__ = ["SIGNATURE", "DEFAULT_TRUSTED_KEYS", "Signed", "TrustedKey", "check_signature",
+__all__ = ["SIGNATURE", "Signed", "TrustedKey", "check_signature",
            "generate_key", "load_trusted_keys", "manifest_version", "sign_bundle"]
 
 SIGNATURE = "signature.json"

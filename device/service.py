@@ -290,7 +290,7 @@ def _bundle_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+    from device.commandline import DEFAULT_TRUSTED_KEYS
 
     from device.commandline import OneLineParser
 

@@ -51,13 +51,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="fit the default device CF on MovieLens and score it with the device scorer",
         description=(
             "Protocol: every rating is an interaction; per-user random 75/25 split "
-            "(numpy default_rng(seed)); rank all items unseen in train; metrics at k."
+            "(numpy default_rng(seed)); rank all items unseen in train; metrics at k. "
+            "Training histories are capped to each user's 1,000 most recent distinct items; a "
+            "fit predicted not to fit in this machine's memory is refused before it starts "
+            "(learn on Spark with --engine spark). The JSON adds peak_rss_mb and lambda."
         ),
     )
     cf.add_argument("--ratings", required=True, help="MovieLens u.data (tab-separated) or ratings.csv")
     cf.add_argument("--k", type=int, default=10, help="cut-off for the ranking metrics (default 10)")
     cf.add_argument("--seed", type=int, default=42, help="seed of the per-user split (default 42)")
     cf.add_argument("--json", metavar="OUT", help="also write the metrics as JSON to OUT")
+    _add_engine_args(cf)
     cf.set_defaults(func=_run_eval_cf)
     cs = esub.add_parser(
         "coldstart",
@@ -88,7 +92,13 @@ def _run_eval_cf(args: argparse.Namespace) -> int:
     from models.movielens import load_ratings
 
     ratings = load_ratings(args.ratings)
-    result = evaluate_device_cf(ratings, k=args.k, seed=args.seed)
+    if args.engine == "spark":
+        from models.fleet_spark import evaluate_device_cf_spark
+
+        with _spark(args) as spark:
+            result = evaluate_device_cf_spark(spark, ratings, k=args.k, seed=args.seed)
+    else:
+        result = evaluate_device_cf(ratings, k=args.k, seed=args.seed)
     text = json.dumps(result, indent=2, sort_keys=True)
     print(text)
     if args.json:
@@ -128,6 +138,48 @@ def _run_eval_coldstart(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, result)
     return 0
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["inprocess", "spark"], default="inprocess",
+                   help="where the CF table is learned: this process (default) or the Spark job "
+                        "(models/fleet_spark.py; needs the 'fleet' extra and Java 17)")
+    p.add_argument("--spark-master", default="local[*]", metavar="URL",
+                   help="with --engine spark: local[N], spark://host:7077, yarn, k8s://... "
+                        "(default local[*])")
+
+
+class _spark:
+    """A Spark session for one command (started here, stopped on the way out)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.master = args.spark_master
+
+    def __enter__(self):
+        from pyspark.sql import SparkSession
+
+        from models.fleet_spark import spark_session
+
+        self.ours = SparkSession.getActiveSession() is None  # a caller's session stays up
+        if self.ours:
+            import os
+            import shutil
+
+            if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+                raise CommandError("--engine spark needs a Java 17 runtime (Debian/Ubuntu: "
+                                   "apt-get install openjdk-17-jre-headless), none found")
+        try:
+            self.session = spark_session(self.master)
+        except Exception as err:  # the JVM did not start or the master is unreachable
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise CommandError(f"cannot start Spark on --spark-master {self.master}: "
+                               f"{first[:200]}") from None
+        return self.session
+
+    def __exit__(self, *exc):
+        if self.ours:
+            self.session.stop()
+        return False
 
 
 # --------------------------------------------------------------------------- demo
@@ -592,11 +644,12 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", metavar="REPORT", help="also write the report as JSON")
     b.add_argument("--signing-key", metavar="KEY", help="sign the manifest with this fleet key")
+    _add_engine_args(b)
     b.set_defaults(func=_run_bundle_build)
 
 
 def _trust_args(p: argparse.ArgumentParser) -> None:
-    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+    from device.commandline import DEFAULT_TRUSTED_KEYS
 
     p.add_argument("--trusted-keys", metavar="DIR", default=DEFAULT_TRUSTED_KEYS,
                    help=f"folder of the fleet's trusted *.pub keys (default {DEFAULT_TRUSTED_KEYS})")
@@ -700,10 +753,21 @@ def _run_bundle_build(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {out}: already exists and is not an empty folder")
     from export.pipeline import build_bundle
 
+    kw = dict(item_vectors=args.item_vectors, media_dir=args.media, model_dir=args.model,
+              k=args.k, seed=args.seed, signing_key=args.signing_key)
     try:
-        report = build_bundle(args.items, args.interactions, out, item_vectors=args.item_vectors,
-                              media_dir=args.media, model_dir=args.model, k=args.k,
-                              seed=args.seed, signing_key=args.signing_key)
+        if args.engine == "spark":
+            from models.fleet_spark import pipeline_learn, spark_report
+
+            with _spark(args) as spark:
+                learn = pipeline_learn(spark, args.interactions, args.items)
+                report = build_bundle(args.items, args.interactions, out, learn=learn, **kw)
+                report = spark_report(learn.result, report)
+        else:
+            from models.fleet_spark import fits_in_memory_learn
+
+            report = build_bundle(args.items, args.interactions, out,
+                                  learn=fits_in_memory_learn(), **kw)
     except ValueError as err:
         raise CommandError(str(err)) from None
     print(json.dumps(report, indent=1, sort_keys=True))

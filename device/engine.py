@@ -65,6 +65,10 @@ def series_of(title: str) -> str:
     return _EPISODE.sub("", title).strip().casefold()
 
 
+#: Below this many MB of headroom under its memory limit, home() serves the degraded screen
+#: (Continue watching, Popular now): the personal rows' first call needs up to ~8 MB at 100k
+#: items (CF scores, content matrix); twice that keeps the kernel's OOM killer away.
+LOW_MEMORY_MB = 16.0
 #: At most this many "Because you watched" rows.
 BECAUSE_ROWS = 2
 #: A row with fewer cards than this is not worth a line on the screen.
@@ -183,6 +187,8 @@ class Engine:
         self._cold_rows: np.ndarray | None = None
         self._cold_ids: list[str] = []
         self._cold_emb: np.ndarray | None = None
+        self.degraded: str | None = None  # why the last home() was degraded (low memory)
+        self._memory_limit: float | None | bool = False  # not looked up yet
         self.timings = Timings(open_ms=(time.perf_counter() - t0) * 1000.0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -265,7 +271,34 @@ class Engine:
 
     def home(self, profile_id: str) -> list[Row]:
         """The profile's home-screen rows (see the module docstring). Raises
-        ``UnknownProfileError`` for an unknown profile."""
+        ``UnknownProfileError`` for an unknown profile.
+
+        Low memory: with less than :data:`LOW_MEMORY_MB` between the process's resident set and
+        its memory limit (its cgroup's, or ``TVREC_MEMORY_LIMIT_MB``), or when numpy runs out of
+        memory while ranking, the screen is *degraded*: Continue watching and Popular now only
+        (one SQLite query and a list the bundle ships sorted), and :attr:`degraded` says why
+        (None otherwise). Nothing is written, so no history is at risk."""
+        self.degraded = self._memory_short()
+        if self.degraded is None:
+            try:
+                return self._home(profile_id, personal=True)
+            except MemoryError:
+                self.degraded = "out of memory while ranking (MemoryError)"
+        return self._home(profile_id, personal=False)
+
+    def _memory_short(self) -> str | None:
+        from device.cgroup import memory_limit_mb, memory_headroom_mb
+
+        if self._memory_limit is False:
+            self._memory_limit = memory_limit_mb()
+        if self._memory_limit is None:
+            return None
+        free = memory_headroom_mb(self._memory_limit)
+        if free is not None and free < LOW_MEMORY_MB:
+            return f"low memory: {free:.0f} MB free under a {self._memory_limit:.0f} MB limit"
+        return None
+
+    def _home(self, profile_id: str, *, personal: bool) -> list[Row]:
         t0 = time.perf_counter()
         aff = self.history.affinities(profile_id, now=self.clock())
         resume = self.history.continue_watching(profile_id, limit=self.row_length)
@@ -283,7 +316,7 @@ class Engine:
 
         # History rows, looked up once: "never" (the history) is excluded by row below.
         h_rows = self._index.rows(history_ids)
-        if positive.any():
+        if positive.any() and personal:
             pool = recommend(self.table, history_ids, aff.affinity, n=3 * self.row_length,
                              exclude=shown, index=self._index, candidates=self._warm,
                              history_rows=h_rows, exclude_rows=h_rows)
@@ -302,9 +335,10 @@ class Engine:
                 self._add_row(rows, shown, titles, "because", f"Because you watched {title}",
                               self._diverse(picks))
 
-        picks = self._new_for_you(history_ids, aff.affinity, never | shown,
-                                  np.concatenate([h_rows, self._index.rows(shown)]))
-        self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks))
+        if personal:
+            picks = self._new_for_you(history_ids, aff.affinity, never | shown,
+                                      np.concatenate([h_rows, self._index.rows(shown)]))
+            self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks))
 
         picks = [self._pick(i, "Popular now", s) for i, s in self._popular(never | shown)]
         self._add_row(rows, shown, titles, "popular", "Popular now", self._diverse(picks))

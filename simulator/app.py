@@ -267,7 +267,8 @@ class TvView(QWidget):
             hw, rss_peak_mb=st.get("rss_peak_mb", nan),
             cold_start_ms=st.get("cold_start_ms") if st.get("cold_start_ms") is not None else nan,
             home_ms_p95=st.get("home_ms", nan), embed_ms_p50=st.get("embed_ms", nan),
-            model_bytes=st.get("model_bytes"))}
+            model_bytes=st.get("model_bytes"), decode_ms_p50=st.get("decode_ms"),
+            embed_model_ms_p50=st.get("embed_model_ms"))}
 
         def line(name, label, fmt):
             v = vs.get(name)
@@ -301,7 +302,8 @@ class TvView(QWidget):
                   f"Budget: {hw.name} box ({hw.ram_mb // 1024} GB, {hw.cpu})",
                   th.font(T.Theme.TEXT_SMALL, True), T.TEXT)
         draw_text(p, QRectF(x, y + lh, w - th.px(44), lh),
-                  f"est. = host \u00d7 {hw.slowdown:g} (engine process)", th.font(T.Theme.TEXT_SMALL),
+                  f"est. = host \u00d7 {hw.factors.cpu:g} cpu, {hw.factors.decode:g} decode, "
+                  f"{hw.factors.int8:g} int8 (engine process)", th.font(T.Theme.TEXT_SMALL),
                   T.TEXT_DIM)
         y += th.px(88)
         for label, value, budget, ok in lines:
@@ -448,7 +450,8 @@ def default_db() -> Path:
 def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "entry",
          resolution: str = "1080p", profile: str | None = None, media: str | Path | None = None,
          screenshot: str | Path | None = None, script: str = "", frames: str | Path | None = None,
-         play_through_s: float = PLAY_THROUGH_S, quit_after: float | None = None) -> int:
+         play_through_s: float = PLAY_THROUGH_S, quit_after: float | None = None,
+         enforce: bool = False) -> int:
     """``tvrec sim``: the window, or (with ``screenshot``) one headless run that saves a PNG."""
     steps = parse_script(script) if script else []
     hardware_profile(hardware)  # unknown names fail before any window opens
@@ -458,7 +461,7 @@ def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "e
     if screenshot is not None and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([])
-    client = EngineClient(str(bundle), str(db))
+    client = EngineClient(str(bundle), str(db), enforce=hardware if enforce else None)
     try:
         tv = TvView(client, resolution=resolution, hardware=hardware, profile=profile,
                     play_through_s=play_through_s)

@@ -55,6 +55,7 @@ class EngineService:
         self.cold_start_ms: float | None = None  # open + first home(), as the box sees it
         self.model_bytes = (os.path.getsize(self.engine.bundle.model_path)
                             if self.engine.bundle.model_path else None)
+        self.cgroup = None  # set by serve() under --enforce
 
     # -------------------------------------------------------------- screens
 
@@ -172,6 +173,13 @@ class EngineService:
             "model_bytes": self.model_bytes,
             "n_items": self.engine.bundle.n_items,
             "pid": os.getpid(),
+            # the last embedding's two parts, judged part by part (device.budget.verdicts), as
+            # `tvrec bench device` reports them
+            "decode_ms": t.extra.get("decode_ms"),
+            "embed_model_ms": t.extra.get("model_ms"),
+            "degraded": self.engine.degraded,
+            "enforced": self.cgroup.describe() if self.cgroup is not None else None,
+            "enforcement": self.cgroup.stats() if self.cgroup is not None else None,
         }
 
     def loaded_modules(self, prefixes: list[str]) -> list[str]:
@@ -187,14 +195,40 @@ def _title_of(path: Path) -> str:
 METHODS = {name for name in dir(EngineService) if not name.startswith("_")}
 
 
-def serve(conn, bundle: str, db: str, num_threads: int = 1) -> None:
+def enforce_limits(hardware: str):
+    """Move this process into a new cgroup with the profile's engine memory budget and a CPU
+    quota of 1/its cpu factor of one core, on core 0 (:mod:`device.cgroup`). Returns the
+    :class:`~device.cgroup.Cgroup`, or None after one line on stderr saying why not."""
+    from device.budget import profile
+    from device.cgroup import Cgroup, CgroupUnavailable
+
+    hw = profile(hardware)
+    try:
+        cg = Cgroup.create("sim-engine", memory_mb=hw.budgets.engine_rss_mb,
+                           cpu_quota=min(1.0, 1.0 / hw.factors.cpu), cpu=0)
+    except CgroupUnavailable as why:
+        print(f"tvrec sim: --enforce: no cgroup available ({why}); running unenforced",
+              file=sys.stderr)
+        return None
+    cg.add(os.getpid())
+    return cg
+
+
+def serve(conn, bundle: str, db: str, num_threads: int = 1, enforce: str | None = None) -> None:
     """The child process's loop: ``(request_id, method, args)`` in, ``(request_id, result,
-    error, stats)`` out; ``None`` ends it. Errors travel as ``(type name, message)``."""
+    error, stats)`` out; ``None`` ends it. Errors travel as ``(type name, message)``.
+
+    ``enforce``: a hardware profile whose limits the process puts itself under first
+    (:func:`enforce_limits`); ``stats()`` then reports them and what they did."""
+    cgroup = enforce_limits(enforce) if enforce else None
     try:
         service = EngineService(bundle, db, num_threads)
     except TvrecError as e:
         conn.send(("ready", None, (type(e).__name__, str(e)), None))
+        if cgroup is not None:
+            cgroup.remove()
         return
+    service.cgroup = cgroup
     conn.send(("ready", None, None, service.stats()))
     while True:
         try:
@@ -215,3 +249,5 @@ def serve(conn, bundle: str, db: str, num_threads: int = 1) -> None:
             error = (type(e).__name__, f"{type(e).__name__}: {e}")
         conn.send((req_id, result, error, service.stats()))
     service.engine.close()
+    if cgroup is not None:
+        cgroup.remove()

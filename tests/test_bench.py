@@ -283,3 +283,33 @@ def test_too_small_a_limit_degrades_without_losing_history(clip, tmp_path):
     k = json.loads(out2.read_text())
     assert k["oom_killed"] is True and "engine_failed" in k and k["history_intact"] is True
     assert k["all_within_budget"] is False and "killed" in r.stdout
+
+
+def test_sim_engine_process_runs_under_the_profile_limits(tmp_path):
+    # The simulator's engine process (no Qt in it) with --enforce: it reports the limits and
+    # what they did in every answer's stats, and serves home() under them.
+    import multiprocessing as mp
+
+    from simulator.engine_process import serve
+
+    _cgroups_or_skip()
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=serve, args=(child, str(DEMO), str(tmp_path / "h.db"), 1, "entry"))
+    proc.start()
+    try:
+        assert parent.poll(120)
+        tag, _, error, stats = parent.recv()
+        assert tag == "ready" and error is None
+        assert stats["enforced"]["memory_limit_mb"] == 96 and stats["enforced"]["cpu_quota"] == 0.25
+        parent.send((1, "seed_demo", ()))
+        parent.send((2, "home", ("alex",)))
+        answers = [parent.recv() for _ in range(2)]
+        assert answers[1][2] is None and answers[1][1]
+        st = answers[1][3]
+        assert st["enforcement"]["oom_kills"] == 0 and st["degraded"] is None
+        assert st["rss_peak_mb"] < 96
+    finally:
+        parent.send(None)
+        proc.join(30)
+    assert proc.exitcode == 0

@@ -329,10 +329,14 @@ def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats:
     return out
 
 
-def measure_embed(bundle_path, media_path, *, repeats: int = 10, pin_core: int | None = 0) -> dict:
+def measure_embed(bundle_path, media_path, *, repeats: int = 10, pin_core: int | None = 0,
+                  frame_sampling: str | None = None) -> dict:
     """The embedding job's figures: decode + features and the int8 model, per run, on a real
-    file -- :meth:`ContentEmbedder.embed_file`, the path the box and the simulator use."""
+    file -- :meth:`ContentEmbedder.embed_file`, the path the box and the simulator use.
+    ``frame_sampling``: decode as a bundle with that sampling would (what-if for old bundles)."""
     _pin(pin_core)
+    from dataclasses import replace
+
     from device.budget import status_mb
     from device.bundle import open_bundle
     from device.content import ContentEmbedder
@@ -340,7 +344,10 @@ def measure_embed(bundle_path, media_path, *, repeats: int = 10, pin_core: int |
     bundle = open_bundle(bundle_path, verify="sizes")
     if bundle.model_path is None:
         return {"skipped": f"{bundle_path}: bundle has no content model"}
-    embedder = ContentEmbedder(bundle.model_path, bundle.feature_config, num_threads=1)
+    cfg = bundle.feature_config
+    if frame_sampling and frame_sampling != "bundle":
+        cfg = replace(cfg, frame_sampling=frame_sampling)
+    embedder = ContentEmbedder(bundle.model_path, cfg, num_threads=1)
     first = embedder.embed_file(media_path)  # warm-up: codec set-up, page cache, allocations
     wall = {"decode": [], "model": [], "total": []}
     cpu = {"decode": [], "model": [], "total": []}
@@ -398,11 +405,14 @@ def _child(argv: list[str], *, cgroup=None, timeout: float = 900) -> tuple[dict 
 def run_bench(bundle_path, hardware: str = "entry", *, history: int = 1000, repeats: int = 50,
               embed_repeats: int | None = None, media: str | Path | None = None,
               enforce: bool = False, memory_mb: float | None = None, factors=None,
+              frame_sampling: str | None = None,
               log: Callable[[str], None] | None = None) -> dict:
     """Measure the engine and the embedding job against a hardware profile (module docstring).
 
     ``media=None`` generates the default clip (skipped, with a reason, without PyAV);
     ``factors`` (a :class:`device.budget.Factors`) replaces the profile's published ones.
+    ``frame_sampling`` ("keyframe" / "exact"): the embedding job decodes with that sampling
+    instead of the bundle's (``media_info.frame_sampling`` says which ran).
     ``log`` gets one-line notices (e.g. why enforcement is off).
     """
     import tempfile
@@ -450,6 +460,7 @@ def run_bench(bundle_path, hardware: str = "entry", *, history: int = 1000, repe
         "enforced": enforced,
         "history": history,
         "repeats": repeats,
+        "frame_sampling": frame_sampling or "bundle",  # what the embedding job was told
     }
     try:
         with tempfile.TemporaryDirectory(prefix="tvrec-bench-") as tmp:
@@ -474,7 +485,8 @@ def run_bench(bundle_path, hardware: str = "entry", *, history: int = 1000, repe
             media_path, media_note = _media(media, Path(tmp), log)
             if media_path is not None and bundle.model_path is not None:
                 e, err, rc_e = _child(["embed", str(bundle_path), str(media_path),
-                                       str(embed_repeats or max(5, min(repeats, 20)))],
+                                       str(embed_repeats or max(5, min(repeats, 20))),
+                                       frame_sampling or "bundle"],
                                       cgroup=cgroups.get("embed"))
                 emb_stats = cgroups["embed"].stats() if "embed" in cgroups else None
                 emb_oom = rc_e == -9 or bool(emb_stats and emb_stats.get("oom_kills"))
@@ -633,6 +645,9 @@ def add_arguments(p, *, bundles: bool = False, default_bundle: str | None = None
                    help="run under a cgroup: the profile's memory budget, a CPU quota, one core")
     p.add_argument("--memory-mb", type=float, metavar="MB",
                    help="with --enforce: this memory limit instead of the profile's budget")
+    p.add_argument("--frame-sampling", choices=["bundle", "keyframe", "exact"], default="bundle",
+                   help="decode the recording as the bundle says (default), or as a bundle "
+                        "exported with this sampling would")
     p.add_argument("--factors", metavar="FACTORS.json",
                    help="estimate with these factors (from `tvrec bench calibrate --out`)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
@@ -676,7 +691,7 @@ def run_cli(args, bundle_path, *, prog: str) -> int:
             raise BenchArgumentError(f"--factors {args.factors}: not a factors file ({err})") from None
     r = run_bench(bundle_path, hardware, history=args.history, repeats=args.repeats,
                   media=args.media, enforce=args.enforce, memory_mb=args.memory_mb,
-                  factors=factors, log=warn)
+                  factors=factors, frame_sampling=args.frame_sampling, log=warn)
     print(format_table(r))
     if args.json:
         try:
@@ -694,7 +709,8 @@ def _main(argv: list[str]) -> int:  # the measured processes
         print(json.dumps(measure_engine(argv[1], argv[2], repeats=int(argv[3]),
                                         launched=float(argv[4]))))
     elif argv[0] == "embed":
-        print(json.dumps(measure_embed(argv[1], argv[2], repeats=int(argv[3]))))
+        print(json.dumps(measure_embed(argv[1], argv[2], repeats=int(argv[3]),
+                                       frame_sampling=argv[4] if len(argv) > 4 else None)))
     else:
         print(f"usage: python -m device.bench engine|embed ...", file=sys.stderr)
         return 2

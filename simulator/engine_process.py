@@ -56,13 +56,21 @@ class EngineService:
         self.model_bytes = (os.path.getsize(self.engine.bundle.model_path)
                             if self.engine.bundle.model_path else None)
         self.cgroup = None  # set by serve() under --enforce
+        self.home_cpu_ms: float | None = None
+        self.cold_start_cpu_ms: float | None = None
+        self.embed_cpu_ms: tuple[float, float] | None = None  # last (decode, model) CPU ms
 
     # -------------------------------------------------------------- screens
 
     def home(self, profile: str):
+        c = time.thread_time()
         rows = self.engine.home(profile)
+        self.home_cpu_ms = (time.thread_time() - c) * 1000.0
         if self.cold_start_ms is None:
             self.cold_start_ms = self.open_ms + self.engine.timings.home_ms
+            # the process's CPU so far: interpreter, imports, open, first home() -- what
+            # `tvrec bench device` scales for its cold-start estimate
+            self.cold_start_cpu_ms = time.process_time() * 1000.0
         return rows
 
     def similar(self, item_id: str, n: int = 12):
@@ -154,6 +162,8 @@ class EngineService:
                     card = self.engine.add_local_item(
                         path, {"id": f"local:{path.stem}", "title": _title_of(path)}, embedded=res)
                     added.append(card.item_id)
+                    if "decode_cpu_ms" in res.info:
+                        self.embed_cpu_ms = (res.info["decode_cpu_ms"], res.info["model_cpu_ms"])
                 except TvrecError as e:
                     errors.append(str(e))
         return {"added": added, "skipped": skipped, "errors": errors}
@@ -177,6 +187,11 @@ class EngineService:
             # `tvrec bench device` reports them
             "decode_ms": t.extra.get("decode_ms"),
             "embed_model_ms": t.extra.get("model_ms"),
+            # CPU times of the same work: the overlay's estimates scale these, as the bench does
+            "home_cpu_ms": self.home_cpu_ms,
+            "cold_start_cpu_ms": self.cold_start_cpu_ms,
+            "decode_cpu_ms": self.embed_cpu_ms[0] if self.embed_cpu_ms else None,
+            "embed_model_cpu_ms": self.embed_cpu_ms[1] if self.embed_cpu_ms else None,
             "degraded": self.engine.degraded,
             "enforced": self.cgroup.describe() if self.cgroup is not None else None,
             "enforcement": self.cgroup.stats() if self.cgroup is not None else None,

@@ -12,7 +12,7 @@ file                           content
 ``item_ids.npy``               ``<U{w}`` [N] external item ids (row order of every array)
 ``item_titles.npy``            ``<U`` [N] titles (memory-mapped, read per shown card)
 ``item_genres.npy``            int16 [N, G] codes into the manifest's ``genres`` list, -1 pad
-``item_durations.npy``         float32 [N] seconds (> 0)
+``item_durations.npy``         float32 [N] seconds (> 0; NaN = unknown, schema 3)
 ``item_release.npy``           int64 [N] release order (larger = later; a rank or a time)
 ``item_cold.npy``              bool [N] no co-watch data yet (content model only)
 ``neighbours.npy``             int32 [N, K] neighbour rows, ``-1`` padding
@@ -21,7 +21,17 @@ file                           content
 ``item_embeddings.npy``        int8 [N, D] content embeddings, ``float = int8 * scale``
 ``item_embedding_scales.npy``  float32 [N] per-row scale (only when the scale is per row)
 ``content_model.tflite``       the int8 content model (absent when ``manifest.model`` is null)
+``item_series.npy``            ``<U`` [N] series name, ``""`` for none (optional, schema 3)
+``item_season.npy``            int32 [N] season number, -1 for none (optional, schema 3)
+``item_episode.npy``           int32 [N] episode number, -1 for none (optional, schema 3)
+``item_maturity.npy``          int16 [N] minimum viewer age in years, -1 unrated (optional, 3)
 =============================  ==========================================================
+
+Schema 3 adds the four optional catalog columns (written when the producer has them:
+``tvrec bundle build``) and unknown durations (NaN: a real catalog often has none; the box
+counts such a programme as :data:`UNKNOWN_DURATION_S` long for playback and the history).
+Schema 2 bundles open unchanged: without the files, :class:`BundleItems` has ``series`` etc.
+set to None.
 
 Every ``.npy`` is opened memory-mapped, so opening a 100k-item bundle reads only the manifest
 and the ``.npy`` headers; pages are read when the scorer touches rows. Item titles and genres
@@ -34,7 +44,9 @@ and the ``.npy`` headers; pages are read when the scorer touches rows. Item titl
 ``feature_fingerprint``, ``model`` (``{"file": "content_model.tflite", "io": {"inputs": [...],
 "outputs": [...]}}`` -- each tensor's name, shape, dtype, scale, zero_point, see
 :meth:`device.runtime.TFLiteModel.io_spec` -- or ``null`` for a CF-only bundle), ``extra``
-(free JSON from the producer) and ``files``: ``{name: {"sha256": hex, "bytes": int}}`` for every
+(free JSON from the producer), optionally ``cold_start`` (``{"reads_genres": bool, ...}``:
+how the cold items' embeddings were placed; with ``reads_genres`` the engine ranks New for you
+on the embeddings alone, since they already read the genres) and ``files``: ``{name: {"sha256": hex, "bytes": int}}`` for every
 file but the manifest.
 
 ``model: null`` is allowed: a bundle without a content model still recommends from CF and
@@ -107,8 +119,8 @@ tempfile: Any = _OnUse("tempfile")
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Written into every manifest; a reader refuses anything it does not list as supported.
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = (2,)
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = (2, 3)
 FORMAT = "tvrec-bundle"
 
 MANIFEST = "manifest.json"
@@ -124,10 +136,21 @@ WEIGHTS = "weights.npy"
 POPULARITY = "popularity.npy"
 EMBEDDINGS = "item_embeddings.npy"
 EMBEDDING_SCALES = "item_embedding_scales.npy"
+ITEM_SERIES = "item_series.npy"
+ITEM_SEASON = "item_season.npy"
+ITEM_EPISODE = "item_episode.npy"
+ITEM_MATURITY = "item_maturity.npy"
+#: Optional catalog columns (schema 3): item column name -> (file, dtype, value for "none").
+OPTIONAL_COLUMNS = {"series": (ITEM_SERIES, "U", ""), "season": (ITEM_SEASON, np.int32, -1),
+                    "episode": (ITEM_EPISODE, np.int32, -1),
+                    "maturity": (ITEM_MATURITY, np.int16, -1)}
+#: How long the box takes a programme of unknown duration to be (seconds).
+UNKNOWN_DURATION_S = 3600.0
 
 #: Every file name the layout defines, besides the manifest.
 FILES = (ITEM_IDS, ITEM_TITLES, ITEM_GENRES, ITEM_DURATIONS, ITEM_RELEASE, ITEM_COLD, NEIGHBOURS, WEIGHTS,
-         POPULARITY, EMBEDDINGS, EMBEDDING_SCALES, MODEL)
+         POPULARITY, EMBEDDINGS, EMBEDDING_SCALES, MODEL, ITEM_SERIES, ITEM_SEASON, ITEM_EPISODE,
+         ITEM_MATURITY)
 
 _PER_ROW = "per_row"
 _TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite
@@ -183,16 +206,24 @@ class BundleItems:
     ids : np.ndarray of str, shape (N,)
         External item id per row (memory-mapped ``<U`` array).
     durations : np.ndarray of float32, shape (N,)
-        Seconds.
+        Seconds; NaN where the catalog did not say (:meth:`record` and the engine then use
+        :data:`UNKNOWN_DURATION_S`).
     release : np.ndarray of int64, shape (N,)
         Release order, larger is later.
     cold : np.ndarray of bool, shape (N,)
         Items without co-watch data (no neighbours; the content model covers them).
+    series : np.ndarray of str or None
+        Series name per row, ``""`` for none; None when the bundle has no series column.
+    season, episode : np.ndarray of int32 or None
+        -1 for none; None without the column.
+    maturity : np.ndarray of int16 or None
+        Minimum viewer age in years, -1 unrated; None without the column.
     """
 
     def __init__(self, path: Path, ids: np.ndarray, durations: np.ndarray, release: np.ndarray,
                  cold: np.ndarray, label: str, titles: np.ndarray | None = None,
-                 genre_codes: np.ndarray | None = None, genre_vocab: Sequence[str] = ()):
+                 genre_codes: np.ndarray | None = None, genre_vocab: Sequence[str] = (),
+                 optional: Mapping[str, np.ndarray] | None = None):
         self._path = path
         self._label = label
         self.ids = ids
@@ -202,6 +233,11 @@ class BundleItems:
         self._titles = titles if titles is not None else ids
         self._genre_codes = genre_codes if genre_codes is not None else np.full((len(ids), 1), -1)
         self._genre_vocab = list(genre_vocab)
+        optional = optional or {}
+        self.series = optional.get("series")
+        self.season = optional.get("season")
+        self.episode = optional.get("episode")
+        self.maturity = optional.get("maturity")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -241,8 +277,10 @@ class BundleItems:
 
     def record(self, row: int) -> dict[str, Any]:
         """Row ``row`` as a dict for :meth:`device.history.History.upsert_items`."""
+        d = float(self.durations[row])
         return {"id": str(read_row(self.ids, int(row))), "title": self.titles[row],
-                "genres": list(self.genres[row]), "duration": float(self.durations[row])}
+                "genres": list(self.genres[row]),
+                "duration": d if d > 0 else UNKNOWN_DURATION_S}  # NaN > 0 is False
 
     def records(self) -> list[dict[str, Any]]:
         """Every item as :meth:`record` dicts (catalog sync into the history database)."""
@@ -444,14 +482,15 @@ def _item_columns(items: Any, label: str) -> dict[str, Any]:
         except (KeyError, TypeError):
             raise BundleError(f"{label}: every item row needs an 'id'") from None
         for col, key in (("titles", "title"), ("genres", "genres"), ("durations", "duration"),
-                         ("release", "release"), ("cold", "cold")):
+                         ("release", "release"), ("cold", "cold"), *((c, c) for c in OPTIONAL_COLUMNS)):
             if any(key in r for r in rows):
                 if not all(key in r for r in rows):
                     raise BundleError(f"{label}: some item rows lack '{key}'")
                 cols[col] = [r[key] for r in rows]
     else:
         raise BundleError(f"{label}: items must be a dict of columns or a list of item dicts")
-    unknown = sorted(set(cols) - {"ids", "titles", "genres", "durations", "release", "cold"})
+    unknown = sorted(set(cols) - {"ids", "titles", "genres", "durations", "release", "cold",
+                                  *OPTIONAL_COLUMNS})
     if unknown:
         raise BundleError(f"{label}: unknown item column(s) {unknown}")
 
@@ -477,16 +516,32 @@ def _item_columns(items: Any, label: str) -> dict[str, Any]:
     titles = [str(t) for t in column("titles", ids)]
     genres = [[str(g) for g in gs] for gs in column("genres", [[] for _ in range(n)])]
     if "durations" not in cols:
-        raise BundleError(f"{label}: items need durations (seconds > 0)")
+        raise BundleError(f"{label}: items need durations (seconds > 0, NaN for unknown)")
     durations = np.asarray(column("durations", None), dtype=np.float32)
-    bad = ~(np.isfinite(durations) & (durations > 0))
+    bad = ~((np.isfinite(durations) & (durations > 0)) | np.isnan(durations))
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        raise BundleError(f"{label}: item {ids[r]!r} has duration {durations[r]} (need > 0 s)")
+        raise BundleError(f"{label}: item {ids[r]!r} has duration {durations[r]} (need > 0 s, "
+                          "or NaN for unknown)")
     release = np.asarray(column("release", np.arange(n)), dtype=np.int64)
     cold = np.asarray(column("cold", np.zeros(n, dtype=bool)), dtype=bool)
-    return {"ids": ids, "titles": titles, "genres": genres, "durations": durations,
-            "release": release, "cold": cold}
+    out = {"ids": ids, "titles": titles, "genres": genres, "durations": durations,
+           "release": release, "cold": cold}
+    for name, (_, dtype, _none) in OPTIONAL_COLUMNS.items():
+        if cols.get(name) is None:
+            continue
+        if dtype == "U":
+            out[name] = np.asarray([str(v) for v in column(name, None)], dtype=str)
+            continue
+        try:
+            values = np.asarray(column(name, None), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise BundleError(f"{label}: items column '{name}' must hold whole numbers") from None
+        if not np.isfinite(values).all() or (values != np.round(values)).any() \
+                or values.min(initial=0) < -1 or values.max(initial=0) > np.iinfo(dtype).max:
+            raise BundleError(f"{label}: items column '{name}' must hold whole numbers >= -1")
+        out[name] = values.astype(dtype)
+    return out
 
 
 def write_bundle(
@@ -503,6 +558,7 @@ def write_bundle(
     model_io: Mapping[str, Any] | None,
     created: Any = None,
     extra: Mapping[str, Any] | None = None,
+    cold_start: Mapping[str, Any] | None = None,
 ) -> Path:
     """Validate the arrays and write them as a bundle directory, atomically.
 
@@ -516,10 +572,12 @@ def write_bundle(
     out_dir : path
         The bundle folder to create; it must not exist (or be an empty folder).
     items : dict of columns or list of dicts
-        Columns ``ids`` (str, unique), ``durations`` (seconds > 0), optional ``titles``
-        (default: the id), ``genres`` (lists of str), ``release`` (int order, default row
-        order), ``cold`` (bool); or rows with keys ``id``, ``duration``, ``title``, ``genres``,
-        ``release``, ``cold``. Row order is the order of every array.
+        Columns ``ids`` (str, unique), ``durations`` (seconds > 0, NaN unknown), optional
+        ``titles`` (default: the id), ``genres`` (lists of str), ``release`` (int order,
+        default row order), ``cold`` (bool), ``series`` (str, "" none), ``season``,
+        ``episode`` (int, -1 none), ``maturity`` (minimum age, -1 unrated); or rows with keys
+        ``id``, ``duration``, ``title``, ``genres``, ``release``, ``cold`` and the optional
+        names. Row order is the order of every array.
     neighbours : int array [N, K]
         Neighbour rows in ``[0, N)``, ``-1`` padding.
     weights : float array [N, K]
@@ -539,6 +597,9 @@ def write_bundle(
         Default: now, UTC.
     extra : dict, optional
         Free JSON-able data from the producer (e.g. training run, metrics).
+    cold_start : dict, optional
+        How cold items were placed, read by the engine (``reads_genres``: the embeddings
+        already read the genres, so New for you does not add them again).
 
     Returns
     -------
@@ -636,6 +697,10 @@ def write_bundle(
         "extra": dict(extra) if extra is not None else {},
         "files": {},
     }
+    if cold_start is not None:
+        if not isinstance(cold_start, Mapping):
+            raise BundleError(f"{label}: cold_start must be a dict")
+        manifest["cold_start"] = json.loads(json.dumps(dict(cold_start)))
     try:
         json.dumps(manifest["extra"])
     except (TypeError, ValueError) as err:
@@ -664,6 +729,9 @@ def write_bundle(
         put_npy(ITEM_DURATIONS, cols["durations"])
         put_npy(ITEM_RELEASE, cols["release"])
         put_npy(ITEM_COLD, cols["cold"])
+        for name, (fname, _, _none) in OPTIONAL_COLUMNS.items():
+            if name in cols:
+                put_npy(fname, cols[name])
         put_npy(NEIGHBOURS, nb.astype(np.int32))
         put_npy(WEIGHTS, w)
         put_npy(POPULARITY, pop.astype(np.float32))

@@ -15,7 +15,8 @@ import numpy as np
 from device.bundle_format import (
     _NAME_RE, _PER_ROW, _SHA256_RE, _TFLITE_MAGIC, EMBEDDING_SCALES, EMBEDDINGS, FORMAT,
     ITEM_COLD, ITEM_DURATIONS, ITEM_GENRES, ITEM_IDS, ITEM_RELEASE, ITEM_TITLES, MANIFEST,
-    MODEL, NEIGHBOURS, POPULARITY, SUPPORTED_SCHEMA_VERSIONS, WEIGHTS, Bundle, BundleItems,
+    MODEL, NEIGHBOURS, OPTIONAL_COLUMNS, POPULARITY, SUPPORTED_SCHEMA_VERSIONS, WEIGHTS, Bundle,
+    BundleItems,
     PathLike, VerifyLevel, _check_io, _parse_iso, _reason, _sha256_file)
 from device.cf import NeighbourTable, refresh_file
 from device.errors import BundleError
@@ -100,6 +101,8 @@ def _check_manifest(manifest: dict[str, Any], label: str) -> dict[str, dict[str,
     genres = manifest.get("genres")
     if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
         raise bad("genres must be a list of genre names")
+    if not isinstance(manifest.get("cold_start", {}), dict):
+        raise bad("cold_start must be an object")
     required = [ITEM_IDS, ITEM_TITLES, ITEM_GENRES, ITEM_DURATIONS, ITEM_RELEASE, ITEM_COLD, NEIGHBOURS,
                 WEIGHTS, POPULARITY, EMBEDDINGS]
     if scale == _PER_ROW:
@@ -216,7 +219,11 @@ def _open(path: Path, level: str, label: str) -> Bundle:
         if head[4:8] != _TFLITE_MAGIC:
             raise BundleError(f"{label}: {MODEL} is not a TFLite flatbuffer")
 
-    items = BundleItems(path, ids, durations, release, cold, label, titles, genre_codes, vocab)
+    optional = {name: _load_npy(path, fname, label, dtype, (n,))
+                for name, (fname, dtype, _none) in OPTIONAL_COLUMNS.items()
+                if fname in manifest["files"]}
+    items = BundleItems(path, ids, durations, release, cold, label, titles, genre_codes, vocab,
+                        optional)
     table = NeighbourTable(item_ids=ids, neighbours=neighbours, weights=weights,
                            popularity=popularity)
     return Bundle(path=path, manifest=manifest, feature_config=cfg, items=items, table=table,

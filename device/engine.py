@@ -188,13 +188,10 @@ class Engine:
         self._cold_rows: np.ndarray | None = None
         self._cold_ids: list[str] = []
         self._cold_emb: np.ndarray | None = None
-<<<<<<< HEAD
         self.degraded: str | None = None  # why the last home() was degraded (low memory)
         self._memory_limit: float | None | bool = False  # not looked up yet
-=======
         self._cold_reads_genres = bool((self.bundle.manifest.get("cold_start") or {})
                                        .get("reads_genres", False))
->>>>>>> main
         self.timings = Timings(open_ms=(time.perf_counter() - t0) * 1000.0)
 
     # ------------------------------------------------------------------ lifecycle

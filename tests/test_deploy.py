@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # provided by the box when LiteRT has no wheel for it).
 PROVIDER = {"numpy": "numpy", "sqlite_utils": "sqlite-utils", "ai_edge_litert": "ai-edge-litert",
             "tflite_runtime": None, "av": "av"}
+PROVIDER["nacl"] = "pynacl"  # Ed25519 bundle signatures (device/bundle_sign.py)
 
 
 def _load_builder():
@@ -73,7 +74,7 @@ def test_wheel_holds_the_device_package_and_only_device_dependencies(wheel):
     requires = meta.get_all("Requires-Dist")
     base = sorted(r.split(">")[0].split(";")[0].strip().lower() for r in requires
                   if "extra ==" not in r)
-    assert base == ["ai-edge-litert", "numpy", "sqlite-utils"], requires
+    assert base == ["ai-edge-litert", "numpy", "pynacl", "sqlite-utils"], requires
     extras = [r for r in requires if "extra ==" in r]
     assert len(extras) == 1 and extras[0].startswith("av") and '"media"' in extras[0]
     heavy = ("tensorflow", "pyside6", "tf-keras", "scipy", "psutil", "matplotlib")

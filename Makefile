@@ -52,7 +52,7 @@ bench: $(STAMP)
 	$(PY) bench/media_features.py
 	$(PY) bench/bundle_open.py
 	QT_QPA_PLATFORM=offscreen $(PY) bench/sim_paint.py
-	$(VENV)/bin/tvrec bench device --bundle demo/bundle --profile entry --json bench/results/device_demo_entry.json
+	$(VENV)/bin/tvrec bench device --bundle demo/bundle --hardware entry --json bench/results/device_demo_entry.json
 
 # Issue 7, ARM TV boxes. arm-check: the device code on aarch64 under qemu-user (qemu 10 from
 # bookworm-backports, an arm64 Debian sysroot, aarch64 wheels; cached in .cache/arm, root + apt

@@ -11,33 +11,58 @@ high      4 GB    4x Cortex-A73 @ 2.0 GHz     premium boxes, operator set-top bo
 ========  ======  ==========================  =====================================
 
 Each profile has budgets for what the recommender may cost on that box: the engine process's
-peak memory, cold start (open bundle + database + first home screen), one ``home()``, embedding
-one recording (decode + model), and the content model's file size.
+peak memory, cold start (process start, imports, open bundle + database, first home screen),
+one ``home()``, embedding one recording (decode + features + model) and that job's peak
+memory, and the content model's file size.
 
-Host figures and ARM estimates
-------------------------------
-Benchmarks run on the development host (x86-64). Time budgets are judged on an **estimate** of
-the box's time: host time x ``slowdown``, a per-profile factor for single-core throughput of
-that core relative to a ~3 GHz x86-64 core running the same numpy / LiteRT code (an in-order
-A53 at 1.5 GHz does roughly a sixth of the work per second; the A55 about a fifth; the
-out-of-order A73 at 2 GHz about a third -- from published single-thread benchmark ratios, not
-measured here). Every estimate is labelled as such in reports. Memory and model size are not
-scaled: they are the same on the box up to allocator differences.
+Measured or estimated
+---------------------
+On an ARM box (``tvrec-device bench`` run there) every figure is **measured** and judged as it
+is: no factor. On a development host the times are **estimated**: host time x a
+*per-workload* factor of the profile (:class:`Factors`), because the three kinds of work the
+engine does scale differently from an x86-64 core to a small ARM core:
 
-The measured process
---------------------
-:func:`bench_device` runs the engine in a fresh process (``python -m device.budget``) pinned
-to one core, with ``OPENBLAS_NUM_THREADS=1`` and ``OMP_NUM_THREADS=1`` set as the box's
-service environment sets them (one BLAS thread: the engine's matrix work is small, and each
-extra OpenBLAS thread costs a stack and buffers). That one process opens the bundle, runs
-``home()``, then loads the content model and embeds, so ``rss_peak_mb`` (``ru_maxrss``) is the
-whole engine process's peak with both. Its model inputs are made without ``numpy.random``,
-which the engine never imports (it would add hashlib and OpenSSL's libcrypto, ~4 MB).
+``cpu`` -- cold start and ``home()``: the interpreter, small numpy operations, SQLite. Scalar,
+branchy integer code; scaled by single-thread 7-zip (LZMA) MIPS, the closest public proxy with
+results for every one of these cores (sbc-bench by T. Kaiser, github.com/ThomasKaiser/sbc-bench,
+results list; 7-cpu.com for desktop cores):
+
+* Cortex-A53 @ 1.4 GHz ~= 1,050 MIPS single-threaded (e.g. Raspberry Pi 3B+, Amlogic S905
+  boxes); a 2017 desktop core (Skylake/Zen 1 class at ~4 GHz) ~= 4,450 -> 4.2x; the entry
+  profile's A53 at 1.5 GHz scales with its clock: 4,450 / (1,050 x 1.5/1.4) = **4.0x**.
+* Cortex-A55 @ 1.8 GHz (Amlogic S905X3/X4, Rockchip RK3566): ~10 % more work per clock than the
+  A53 in the same lists, ~1,480 MIPS -> **3.0x**.
+* Cortex-A73 @ 2.0 GHz (Amlogic S922X, HiSilicon Kirin 960): out of order, ~1,000 MIPS per GHz
+  -> ~2,000 MIPS -> **2.2x**.
+
+``decode`` -- FFmpeg decoding, scaling and the log-mel FFT: SIMD-bound. FFmpeg's hand-written
+kernels are 128-bit NEON on ARM and up to 256-bit AVX2 on x86-64, so per clock the vector work
+is up to twice the host's: the ``cpu`` factor x 1.5 (half the benefit of double width, the rest
+is entropy decoding, which is scalar).
+
+``int8`` -- the LiteRT/XNNPACK int8 model: A53 and A73 (ARMv8.0) have no dot-product
+instructions and XNNPACK falls back to widening multiply-accumulates, ~1/4 the MACs per
+instruction of ``SDOT`` and ~1/2 of AVX2's ``vpmaddubsw`` path: ``cpu`` x 2. The A55 has
+``SDOT`` (ARMv8.2 dotprod), which XNNPACK's int8 GEMMs use: ``cpu`` x 1.2.
+
+The decode and int8 multipliers are engineering estimates from instruction widths, not
+measurements; the host behind the figures is not a 2017 desktop either. Replace them with
+measured ones: run ``tvrec-device bench`` on a real box, ``tvrec bench device`` on the host with
+the same bundle and media, and ``tvrec bench calibrate --box BOX.json --host HOST.json --out
+FACTORS.json`` (:func:`calibrate`); ``tvrec bench device --factors FACTORS.json`` then uses them.
+Memory and model size are never scaled: they are the same on the box up to allocator
+differences.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+#: The kinds of work a time figure is made of (see the module docstring).
+WORKLOADS = ("cpu", "decode", "int8")
 
 
 @dataclass(frozen=True)
@@ -45,10 +70,29 @@ class Budgets:
     """What the recommender may cost on one class of box."""
 
     engine_rss_mb: float  # whole engine process, peak
-    cold_start_ms: float  # open bundle + database, first home() (on the box)
+    cold_start_ms: float  # process start + imports + open bundle and database + first home()
     home_ms: float  # one home() call, p95 (on the box)
-    embed_ms: float  # decode + embed one recording, p50 (on the box)
+    embed_ms: float  # decode + features + embed one recording, p50 (on the box)
     model_bytes: int  # content_model.tflite
+    embed_rss_mb: float = math.inf  # the embedding job's own process, peak
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Box time / host time, per kind of work (module docstring); ``source`` says where from."""
+
+    cpu: float
+    decode: float
+    int8: float
+    source: str = "published single-thread benchmarks (device/budget.py)"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Factors:
+        return cls(float(d["cpu"]), float(d["decode"]), float(d["int8"]),
+                   str(d.get("source", "calibrated")))
 
 
 @dataclass(frozen=True)
@@ -58,28 +102,37 @@ class HardwareProfile:
     cpu: str
     cores: int
     ghz: float
-    slowdown: float  # estimated box time / host time, single core (see module docstring)
+    factors: Factors
     budgets: Budgets
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def slowdown(self) -> float:
+        """The ``cpu`` factor (what a single "est. x" label quotes)."""
+        return self.factors.cpu
 
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["slowdown"] = self.slowdown
+        return d
+
+
+_SBC = "sbc-bench 7-zip MIPS (cpu); x1.5 SIMD width (decode); int8 per dot-product support"
 
 PROFILES: dict[str, HardwareProfile] = {
     "entry": HardwareProfile(
-        "entry", 1024, "Cortex-A53", 4, 1.5, 6.0,
+        "entry", 1024, "Cortex-A53", 4, 1.5, Factors(4.0, 6.0, 8.0, _SBC),
         Budgets(engine_rss_mb=96, cold_start_ms=2000, home_ms=120, embed_ms=250,
-                model_bytes=1_000_000),
+                model_bytes=1_000_000, embed_rss_mb=160),
     ),
     "mid": HardwareProfile(
-        "mid", 2048, "Cortex-A55", 4, 1.8, 5.0,
+        "mid", 2048, "Cortex-A55", 4, 1.8, Factors(3.0, 4.5, 3.6, _SBC),
         Budgets(engine_rss_mb=160, cold_start_ms=1500, home_ms=80, embed_ms=150,
-                model_bytes=2_000_000),
+                model_bytes=2_000_000, embed_rss_mb=256),
     ),
     "high": HardwareProfile(
-        "high", 4096, "Cortex-A73", 4, 2.0, 3.0,
+        "high", 4096, "Cortex-A73", 4, 2.0, Factors(2.2, 3.3, 4.4, _SBC),
         Budgets(engine_rss_mb=256, cold_start_ms=1000, home_ms=50, embed_ms=100,
-                model_bytes=4_000_000),
+                model_bytes=4_000_000, embed_rss_mb=384),
     ),
 }
 
@@ -92,15 +145,21 @@ def profile(name: str) -> HardwareProfile:
         raise ValueError(f"unknown hardware profile {name!r}; known: {', '.join(PROFILES)}") from None
 
 
+def with_factors(hw: HardwareProfile, factors: Factors) -> HardwareProfile:
+    """The same profile estimated with other (e.g. calibrated) factors."""
+    return replace(hw, factors=factors)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """One measured figure against its budget."""
+    """One figure against its budget."""
 
     name: str
-    host: float  # measured on the host
-    box_estimate: float  # what the box would take (= host for memory and size)
+    host: float  # measured here (the host, or the box itself)
+    box_estimate: float  # what the box takes (= measured on a box, and for memory and size)
     budget: float
-    estimated: bool  # True where box_estimate is host x slowdown
+    estimated: bool  # True where box_estimate is host x factor
+    factor: float = 1.0  # the factor applied (a weighted one for decode + model)
 
     @property
     def ok(self) -> bool:
@@ -113,140 +172,127 @@ class Verdict:
 
 
 def verdicts(hw: HardwareProfile, *, rss_peak_mb: float, cold_start_ms: float, home_ms_p95: float,
-             embed_ms_p50: float | None, model_bytes: int | None) -> list[Verdict]:
-    """Judge host measurements against a profile's budgets (times scaled by its slowdown)."""
-    b, s = hw.budgets, hw.slowdown
+             embed_ms_p50: float | None, model_bytes: int | None,
+             decode_ms_p50: float | None = None, embed_model_ms_p50: float | None = None,
+             embed_rss_peak_mb: float | None = None, measured: bool = False) -> list[Verdict]:
+    """Judge figures against a profile's budgets.
+
+    ``measured=True``: the figures come from the box itself, no factor. Otherwise times are
+    scaled by the profile's per-workload factors; decode + model is estimated part by part when
+    ``decode_ms_p50`` and ``embed_model_ms_p50`` are given (the bench and the simulator's
+    overlay both pass them), else all of it as decoding.
+    """
+    b, f = hw.budgets, hw.factors
+    est = not measured
+
+    def timed(name, value, factor, budget):
+        factor = 1.0 if measured else factor
+        return Verdict(name, value, value * factor, budget, est, round(factor, 3))
+
     out = [
         Verdict("engine_rss_mb", rss_peak_mb, rss_peak_mb, b.engine_rss_mb, False),
-        Verdict("cold_start_ms", cold_start_ms, cold_start_ms * s, b.cold_start_ms, True),
-        Verdict("home_ms_p95", home_ms_p95, home_ms_p95 * s, b.home_ms, True),
+        timed("cold_start_ms", cold_start_ms, f.cpu, b.cold_start_ms),
+        timed("home_ms_p95", home_ms_p95, f.cpu, b.home_ms),
     ]
     if embed_ms_p50 is not None:
-        out.append(Verdict("embed_ms_p50", embed_ms_p50, embed_ms_p50 * s, b.embed_ms, True))
+        if measured:
+            out.append(timed("embed_ms_p50", embed_ms_p50, 1.0, b.embed_ms))
+        elif decode_ms_p50 is not None and embed_model_ms_p50 is not None and embed_ms_p50 > 0:
+            box = decode_ms_p50 * f.decode + embed_model_ms_p50 * f.int8
+            out.append(Verdict("embed_ms_p50", embed_ms_p50, box, b.embed_ms, True,
+                               round(box / embed_ms_p50, 3)))
+        else:
+            out.append(timed("embed_ms_p50", embed_ms_p50, f.decode, b.embed_ms))
+    if embed_rss_peak_mb is not None:
+        out.append(Verdict("embed_rss_mb", embed_rss_peak_mb, embed_rss_peak_mb,
+                           b.embed_rss_mb, False))
     if model_bytes is not None:
         out.append(Verdict("model_bytes", model_bytes, model_bytes, b.model_bytes, False))
     return out
 
 
-# --------------------------------------------------------------------------- measurement
+# --------------------------------------------------------------------------- calibration
+
+#: Per workload, (the box run's figure, the host run's figure on a CPU-time basis); the box's
+#: wall time is what the factor must predict from the host's CPU time (``time_basis``).
+CALIBRATION_FIGURES = {
+    "cpu": (("home_ms_p50", "home_cpu_ms_p50"), ("cold_start_ms", "cold_start_cpu_ms")),
+    "decode": (("decode_ms_p50", "decode_cpu_ms_p50"),),
+    "int8": (("embed_model_ms_p50", "embed_model_cpu_ms_p50"),),
+}
+_WALL_OF = {c: w for pairs in CALIBRATION_FIGURES.values() for w, c in pairs}
 
 
-def prepare_history(bundle_path, db_path, events: int, *, profile_id: str = "viewer",
-                    seed: int = 0, now: float | None = None) -> None:
-    """A history database with ``events`` viewing events of one profile over warm items."""
-    import time
+def calibrate(box: dict, host: dict) -> dict:
+    """Per-workload factors from a box run (``tvrec-device bench --json``) and a host run
+    (``tvrec bench device --json``) of the same bundle and media.
 
-    import numpy as np
-
-    from device.bundle import open_bundle
-    from device.history import History
-
-    bundle = open_bundle(bundle_path, verify="sizes")
-    rng = np.random.default_rng(seed)
-    now = time.time() if now is None else now
-    warm = np.flatnonzero(~np.asarray(bundle.items.cold))
-    picked = rng.choice(warm, size=min(len(warm), max(1, events // 2)), replace=False)
-    with History(db_path, clock=lambda: now) as h:
-        h.add_profile(profile_id)
-        h.upsert_items([bundle.items.record(int(r)) for r in picked])
-        batch = []
-        for n in range(events):
-            row = int(picked[n % len(picked)])
-            dur = float(bundle.items.durations[row])
-            kind = ("play", "progress", "finish", "like")[rng.integers(0, 4)]
-            pos = float(rng.uniform(0, dur)) if kind in ("play", "progress") else None
-            batch.append({"profile_id": profile_id, "item_id": str(bundle.items.ids[row]),
-                          "kind": kind, "position": pos,
-                          "timestamp": now - 86400 * 90 + n * (86400 * 90 / max(events, 1))})
-        h.record_many(batch)
-        # The card actions of a lived-in profile (tv, issue 15): a list, a few not-interested
-        # items (their neighbours pushed down on every home()), a removed resume point.
-        ids = [str(bundle.items.ids[int(r)]) for r in picked[:25]]
-        for n, item in enumerate(ids):
-            h.set_flag(profile_id, item, ("my_list", "not_interested", "hidden_continue")[n % 3])
-
-
-def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats: int = 50,
-                   embed_repeats: int = 30, pin_core: int | None = 0) -> dict:
-    """Measure the engine in *this* process: run it in a fresh process (``python -m
-    device.budget``) so that peak RSS is the engine's alone.
-
-    Pins the process to one core and the interpreter to one thread, as on a loaded box.
+    A factor is what turns the host's figure into the box's: box wall time / host time on the
+    host run's ``time_basis`` (CPU time on a shared host), per workload
+    (:data:`CALIBRATION_FIGURES`; ``cpu`` is the geometric mean of ``home()`` p50 and cold
+    start). A workload without figures on both sides keeps the published factor of the box
+    run's hardware profile, and ``sources`` says so. ``ValueError`` (one line) when the runs do
+    not compare: not bench results, different bundles, or different media for the media
+    factors. A box run that is not on ARM is used as it is, with a ``note``: two host runs
+    calibrate one host against the other.
     """
-    import os
-    import resource
-    import time
-
-    import numpy as np
-
-    if pin_core is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {pin_core})
-    t0 = time.perf_counter()
-    from device.engine import Engine
-
-    t1 = time.perf_counter()
-    engine = Engine(bundle_path, db_path, num_threads=1)
-    engine.home(profile_id)
-    t2 = time.perf_counter()
-    times, cpu = [], []
-    for _ in range(repeats):
-        c = time.thread_time()
-        engine.home(profile_id)
-        cpu.append((time.thread_time() - c) * 1000.0)
-        times.append(engine.timings.home_ms)
+    for name, run in (("box", box), ("host", host)):
+        if not isinstance(run, dict) or "method" not in run or "machine" not in run:
+            raise ValueError(f"the {name} JSON is not a tvrec bench device result")
+    fp_b, fp_h = box.get("bundle_fingerprint"), host.get("bundle_fingerprint")
+    if fp_b and fp_h and fp_b != fp_h:
+        raise ValueError(f"the two runs used different bundles ({box.get('bundle')} vs "
+                         f"{host.get('bundle')}): calibrate needs the same bundle on both")
+    same_media = box.get("media_sha256") == host.get("media_sha256")
+    hw = profile(box.get("hardware") or host.get("hardware") or "entry")
+    published = hw.factors.to_dict()
+    host_cpu = host.get("time_basis", "cpu") == "cpu"
+    factors: dict = {}
+    sources: dict = {}
+    for workload, pairs in CALIBRATION_FIGURES.items():
+        if workload != "cpu" and not same_media:
+            factors[workload], sources[workload] = published[workload], \
+                "published (the runs embedded different media)"
+            continue
+        ratios, used = [], []
+        for box_key, host_key in pairs:
+            vb = box.get(box_key)
+            vh = host.get(host_key if host_cpu else _WALL_OF[host_key])
+            if isinstance(vb, (int, float)) and isinstance(vh, (int, float)) and vb > 0 and vh > 0:
+                ratios.append(vb / vh)
+                used.append(f"{box_key}/{host_key if host_cpu else _WALL_OF[host_key]}")
+        if ratios:
+            factors[workload] = round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3)
+            sources[workload] = "measured: " + ", ".join(used)
+        else:
+            factors[workload], sources[workload] = published[workload], \
+                "published (no figure on both sides)"
+    bm, hm = box.get("machine", {}), host.get("machine", {})
     out = {
-        "import_ms": (t1 - t0) * 1000.0,
-        "cold_start_ms": (t2 - t1) * 1000.0,
-        "home_ms_p50": float(np.percentile(times, 50)),
-        "home_ms_p95": float(np.percentile(times, 95)),
-        # CPU time of the same calls: what the wall times would be on an idle core (the host
-        # is shared, and a busy neighbour shows up in wall time only)
-        "home_cpu_ms_p50": float(np.percentile(cpu, 50)),
-        "home_cpu_ms_p95": float(np.percentile(cpu, 95)),
-        "history_events": len(engine.history.events(profile_id)),
-        "n_items": engine.bundle.n_items,
-        "rss_after_home_mb": status_mb(),
+        "factors": {**factors, "source": f"calibrated: {bm.get('cpu_model', '?')} "
+                                         f"({bm.get('arch', '?')}) vs {hm.get('cpu_model', '?')} "
+                                         f"({hm.get('arch', '?')})"},
+        "sources": sources,
+        "published": published,
+        "box": {"machine": bm, "bundle": box.get("bundle"), "hardware": box.get("hardware"),
+                "method": box.get("method")},
+        "host": {"machine": hm, "bundle": host.get("bundle"), "loadavg": host.get("loadavg")},
     }
-    model = engine.bundle.model_path
-    out["model_bytes"] = model.stat().st_size if model is not None else None
-    if model is not None:
-        cfg = engine.bundle.feature_config
-        frames, logmel = _synthetic_inputs(cfg)
-        embedder = engine.embedder
-        embedder.embed_features(frames, logmel)  # warm-up (allocation, delegate setup)
-        et = []
-        for _ in range(embed_repeats):
-            s = time.perf_counter()
-            embedder.embed_features(frames, logmel)
-            et.append((time.perf_counter() - s) * 1000.0)
-        out["embed_ms_p50"] = float(np.percentile(et, 50))
-        out["interpreter"] = embedder.model.backend
-    else:
-        out["embed_ms_p50"] = None
-    # ru_maxrss is in KiB on Linux: the whole process's peak resident set.
-    out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    engine.close()
+    if box.get("method") != "measured":
+        out["note"] = (f"the box run is from {bm.get('arch', '?')}, not an ARM box: these factors "
+                       "relate two non-box machines")
+    if bm.get("emulated"):
+        out["note"] = "the box run was emulated (qemu-user): the factors describe the emulator"
     return out
 
 
-def _synthetic_inputs(cfg) -> tuple:
-    """Deterministic noise-like frames and log-mel for timing the model.
+def load_factors(path) -> Factors:
+    """Factors from a ``tvrec bench calibrate --out`` file (or a plain factors dict)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return Factors.from_dict(data.get("factors", data))
 
-    Made with integer hashing rather than ``numpy.random``: importing ``numpy.random`` loads
-    ``hashlib`` and OpenSSL's libcrypto (~4 MB resident), which the engine itself never
-    imports, so it would inflate the peak RSS this process reports for the engine.
-    """
-    import numpy as np
 
-    def noise(n: int) -> np.ndarray:  # uniform in [0, 1), a multiplicative hash of the index
-        x = (np.arange(n, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-        x ^= x >> np.uint64(29)
-        return (x >> np.uint64(40)).astype(np.float64) / float(1 << 24)
-
-    frames = (noise(cfg.frames * cfg.size * cfg.size * 3) * 256).astype(np.uint8)
-    frames = frames.reshape(cfg.frames, cfg.size, cfg.size, 3)
-    logmel = (-8 + 4 * (noise(cfg.n_frames * cfg.n_mels) - 0.5)).astype(np.float32)
-    return frames, logmel.reshape(cfg.n_frames, cfg.n_mels)
+# --------------------------------------------------------------------------- process memory
 
 
 def status_mb(field: str = "VmRSS") -> float:
@@ -261,42 +307,3 @@ def status_mb(field: str = "VmRSS") -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def bench_device(bundle_path, hw_name: str, *, history: int = 1000, repeats: int = 50) -> dict:
-    """Prepare a history, measure the engine in its own pinned process, judge the budgets."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    hw = profile(hw_name)
-    with tempfile.TemporaryDirectory(prefix="tvrec-bench-") as tmp:
-        db = Path(tmp) / "history.db"
-        prepare_history(bundle_path, db, history)
-        # One BLAS / OpenMP thread, as the box's service environment sets it: the engine's
-        # numpy work is small, and each extra OpenBLAS thread costs a stack and a buffer.
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run(
-            [sys.executable, "-m", "device.budget", str(bundle_path), str(db), str(repeats)],
-            capture_output=True, text=True, timeout=600, env=env,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"engine benchmark process failed: {proc.stderr.strip()[-500:]}")
-        m = json.loads(proc.stdout.strip().splitlines()[-1])
-    v = verdicts(hw, rss_peak_mb=m["rss_peak_mb"], cold_start_ms=m["cold_start_ms"],
-                 home_ms_p95=m["home_ms_p95"], embed_ms_p50=m["embed_ms_p50"],
-                 model_bytes=m["model_bytes"])
-    return {**m, "profile": hw.to_dict(), "verdicts": [x.to_dict() for x in v],
-            "all_within_budget": all(x.ok for x in v),
-            "method": "host x86-64, engine in its own process pinned to one core, 1 interpreter "
-                      "thread; box times are estimates = host x profile slowdown"}
-
-
-if __name__ == "__main__":  # the measured process of bench_device
-    import json
-    import sys
-
-    print(json.dumps(measure_engine(sys.argv[1], sys.argv[2], repeats=int(sys.argv[3]))))

@@ -81,6 +81,12 @@ def series_of(title: str) -> str:
     return _EPISODE.sub("", title).strip().casefold()
 
 
+#: Below this many MB of headroom under its memory limit, home() serves the degraded screen
+#: (Continue watching, Popular now): the personal rows' first call needs up to ~8 MB at 100k
+#: items (CF scores, content matrix); twice that keeps the kernel's OOM killer away.
+LOW_MEMORY_MB = 16.0
+
+
 def episode_of(title: str) -> tuple[int, int] | None:
     """(season, episode) from a title's episode marker, None for a title without one; season 1
     when the marker has none.
@@ -240,6 +246,8 @@ class Engine:
         self._cold_rows: np.ndarray | None = None
         self._cold_ids: list[str] = []
         self._cold_emb: np.ndarray | None = None
+        self.degraded: str | None = None  # why the last home() was degraded (low memory)
+        self._memory_limit: float | None | bool = False  # not looked up yet
         self._cold_reads_genres = bool((self.bundle.manifest.get("cold_start") or {})
                                        .get("reads_genres", False))
         self.utc_offset_s = local_offset_s() if utc_offset_s is None else float(utc_offset_s)
@@ -372,7 +380,34 @@ class Engine:
     def home(self, profile_id: str, now: float | None = None) -> list[Row]:
         """The profile's home-screen rows (see the module docstring) at time ``now`` (seconds
         since the epoch; default: the clock), which sets the time-of-day context. Raises
-        ``UnknownProfileError`` for an unknown profile."""
+        ``UnknownProfileError`` for an unknown profile.
+
+        Low memory: with less than :data:`LOW_MEMORY_MB` between the process's resident set and
+        its memory limit (its cgroup's, or ``TVREC_MEMORY_LIMIT_MB``), or when numpy runs out of
+        memory while ranking, the screen is *degraded*: no CF rows and no New for you -- Continue
+        watching, Popular now and the SQLite-only rows -- and :attr:`degraded` says why (None
+        otherwise). Nothing is written, so no history is at risk."""
+        self.degraded = self._memory_short()
+        if self.degraded is None:
+            try:
+                return self._home(profile_id, now, personal=True)
+            except MemoryError:
+                self.degraded = "out of memory while ranking (MemoryError)"
+        return self._home(profile_id, now, personal=False)
+
+    def _memory_short(self) -> str | None:
+        from device.cgroup import memory_limit_mb, memory_headroom_mb
+
+        if self._memory_limit is False:
+            self._memory_limit = memory_limit_mb()
+        if self._memory_limit is None:
+            return None
+        free = memory_headroom_mb(self._memory_limit)
+        if free is not None and free < LOW_MEMORY_MB:
+            return f"low memory: {free:.0f} MB free under a {self._memory_limit:.0f} MB limit"
+        return None
+
+    def _home(self, profile_id: str, now: float | None = None, *, personal: bool = True) -> list[Row]:
         t0 = time.perf_counter()
         now = float(self.clock() if now is None else now)
         profile = self.history.profile(profile_id)  # UnknownProfileError
@@ -419,7 +454,7 @@ class Engine:
 
         # History rows (looked up once, above): "never" (the history) is excluded by row below.
         candidates = self._warm if flt.allowed is None else self._warm & flt.allowed
-        if positive.any():
+        if positive.any() and personal:
             pool = recommend(self.table, history_ids, in_context, n=3 * self.row_length,
                              exclude=shown, index=self._index, candidates=candidates,
                              history_rows=h_rows, exclude_rows=h_rows)
@@ -438,9 +473,10 @@ class Engine:
                 self._add_row(rows, shown, titles, "because", f"Because you watched {title}",
                               self._diverse(picks), flt=flt)
 
-        picks = self._new_for_you(history_ids, in_context, never | shown,
-                                  np.concatenate([h_rows, self._index.rows(shown)]), flt)
-        self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks), flt=flt)
+        if personal:
+            picks = self._new_for_you(history_ids, in_context, never | shown,
+                                      np.concatenate([h_rows, self._index.rows(shown)]), flt)
+            self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks), flt=flt)
 
         picks = [self._pick(i, "Popular now", s) for i, s in self._popular(never | shown, flt)]
         self._add_row(rows, shown, titles, "popular", "Popular now", self._diverse(picks), flt=flt)

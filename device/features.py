@@ -30,6 +30,10 @@ from typing import Any
 import numpy as np
 
 _MEL_SCALES = ("slaney", "htk")
+FRAME_SAMPLINGS = ("keyframe", "exact")
+#: Fields added after configs were first recorded, with the value that reproduces what configs
+#: without them meant: read for a missing key, and not written when the value is this one.
+LEGACY: dict[str, Any] = {"frame_sampling": "exact"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,14 @@ class FeatureConfig:
     * ``norm_std_floor=0.5``: see :func:`normalize_logmel`.
     * ``frames=8``, ``size=96``: eight 96x96 RGB frames evenly spaced over the clip -- enough for
       a small conv tower to see the scene types of a programme at a few ms per frame on the box.
+    * ``frame_sampling="keyframe"``: which picture stands for each of the ``frames`` times (see
+      :mod:`device.media`). ``"keyframe"``: the keyframe nearest the time if one lies within
+      its slot (``duration / frames`` wide), else the exact picture -- one intra frame decoded
+      per slot, so the cost does not grow with the recording's length (broadcast GOPs are
+      0.5-2 s; a programme's slot is minutes). ``"exact"``: the picture displayed at the time,
+      decoded forward from the keyframe before it -- a GOP of decoding per frame. Manifests
+      written before this field existed mean ``"exact"`` (:meth:`from_dict`), and an
+      ``"exact"`` config is written without the field, so their fingerprints are unchanged.
     """
 
     frames: int = 8
@@ -68,6 +80,7 @@ class FeatureConfig:
     n_frames: int = 128
     mel_scale: str = "slaney"
     norm_std_floor: float = 0.5
+    frame_sampling: str = "keyframe"
 
     def __post_init__(self) -> None:
         for name in ("frames", "size", "sample_rate", "n_fft", "hop", "n_mels", "n_frames"):
@@ -83,6 +96,9 @@ class FeatureConfig:
             raise ValueError(f"FeatureConfig.log_offset must be > 0, got {self.log_offset!r}")
         if not self.norm_std_floor > 0:
             raise ValueError(f"FeatureConfig.norm_std_floor must be > 0, got {self.norm_std_floor!r}")
+        if self.frame_sampling not in FRAME_SAMPLINGS:
+            raise ValueError(f"FeatureConfig.frame_sampling must be one of {FRAME_SAMPLINGS}, "
+                             f"got {self.frame_sampling!r}")
         if self.mel_scale not in _MEL_SCALES:
             raise ValueError(f"FeatureConfig.mel_scale must be one of {_MEL_SCALES}, got {self.mel_scale!r}")
 
@@ -97,8 +113,14 @@ class FeatureConfig:
         return self.audio_samples / self.sample_rate
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of every field (what a bundle manifest records)."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able dict of every field (what a bundle manifest records); fields at
+        their legacy value (:data:`LEGACY`) are left out, so configs that existed before those
+        fields keep their fingerprints."""
+        d = dataclasses.asdict(self)
+        for name, old in LEGACY.items():
+            if d[name] == old:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
@@ -112,7 +134,7 @@ class FeatureConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"FeatureConfig: unknown field(s) {unknown}")
-        kwargs = dict(data)
+        kwargs = {**LEGACY, **data}  # a field the manifest lacks: the behaviour it was written with
         # JSON has one number type: give float fields floats so equality and fingerprint hold.
         for f in dataclasses.fields(cls):
             if f.name in kwargs and f.type in ("float", float) and isinstance(kwargs[f.name], int):

@@ -24,6 +24,7 @@ The same module is the box's small command line (console script ``tvrec-device``
     tvrec-device install BUNDLE_DIR_OR_TAR --bundles /var/lib/tvrec/bundles --trusted-keys /etc/tvrec/keys
     tvrec-device recommend --bundles /var/lib/tvrec/bundles --db history.db --profile alice
     tvrec-device serve --bundles /var/lib/tvrec/bundles --db history.db --out /run/tvrec/rows
+    tvrec-device bench --bundles /var/lib/tvrec/bundles --hardware entry --json bench.json
 """
 
 from __future__ import annotations
@@ -320,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refresh at least this often, in seconds")
     s.add_argument("--once", action="store_true", help="refresh once and exit")
     s.add_argument("--threads", type=int, default=1, help="content model threads (default 1)")
+    from device.bench import add_arguments as add_bench_arguments
+
+    b = sub.add_parser("bench", help="measure the engine on this box against a hardware profile",
+                       description="Cold start, home(), memory and decode + embed of a "
+                       "recording, measured here (no factor on ARM); JSON to send back with --json.")
+    add_bench_arguments(b, bundles=True)
     return parser
 
 
@@ -339,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
             from device.bundle import rollback
 
             print(f"rolled back to {rollback(args.bundles)}")
+        elif args.command == "bench":
+            from device.bench import run_cli
+
+            return run_cli(args, resolve_bundle(args.bundle, args.bundles),
+                           prog="tvrec-device bench")
         elif args.command == "recommend":
             print_home(resolve_bundle(args.bundle, args.bundles), args.db, args.profile,
                        as_json=args.json)

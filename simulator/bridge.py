@@ -49,12 +49,16 @@ class EngineClient(QObject):
         ``object`` signal argument across threads, which crashed the interpreter at exit.
     ready(stats)
         The engine process has opened the bundle and the database.
+
+    ``enforce``: a hardware profile name; the engine process then runs in a cgroup with that
+    profile's memory budget and CPU quota (:func:`simulator.engine_process.serve`).
     """
 
     answered = Signal(object)
     ready = Signal(object)
 
-    def __init__(self, bundle: str, db: str, *, num_threads: int = 1, parent: QObject | None = None):
+    def __init__(self, bundle: str, db: str, *, num_threads: int = 1, parent: QObject | None = None,
+                 enforce: str | None = None):
         super().__init__(parent)
         self.stats: dict[str, Any] = {}
         self.error: Exception | None = None
@@ -70,7 +74,7 @@ class EngineClient(QObject):
         ctx = mp.get_context("spawn")  # a clean process: no Qt state forked into the engine
         self._conn, child = ctx.Pipe()
         self.process = ctx.Process(target=engine_process.serve,
-                                   args=(child, str(bundle), str(db), num_threads),
+                                   args=(child, str(bundle), str(db), num_threads, enforce),
                                    name="tvrec-engine", daemon=False)
         # Not a daemon: the engine starts its own short-lived children (isolated embedding),
         # which daemonic processes may not. It still ends with the UI: close() at exit, and if

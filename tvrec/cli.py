@@ -488,8 +488,13 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
                     "runs headless, performs --script and saves the final screen.")
     p.add_argument("--bundle", default=str(_default_bundle()), help="bundle directory (default: the demo bundle)")
     p.add_argument("--db", help="watch-history database (default: ~/.local/share/tvrec/simulator-history.db)")
-    p.add_argument("--profile", dest="hardware", default="entry", choices=["entry", "mid", "high"],
+    p.add_argument("--hardware", default=None, choices=["entry", "mid", "high"],
                    help="TV-box hardware profile whose budgets the overlay shows (default entry)")
+    p.add_argument("--profile", dest="hardware_old", default=None, choices=["entry", "mid", "high"],
+                   help="old spelling of --hardware (deprecated)")
+    p.add_argument("--enforce", action="store_true",
+                   help="run the engine process in a cgroup with the profile's memory budget and "
+                        "a CPU quota, on one core")
     p.add_argument("--viewer", help="viewer profile to start with (default: the first one)")
     p.add_argument("--resolution", default="1080p", choices=["720p", "1080p"])
     p.add_argument("--media", help="folder of video files to add as the box's own recordings")
@@ -512,6 +517,10 @@ def _run_sim(args: argparse.Namespace) -> int:
 
     from device.bundle import open_bundle
 
+    if args.hardware_old is not None:
+        print("tvrec sim: warning: --profile (the hardware class) is now --hardware; "
+              "--profile will go", file=sys.stderr)
+    args.hardware = args.hardware or args.hardware_old or "entry"
     if args.frames and not args.screenshot:
         raise CommandError("--frames needs --screenshot")
     open_bundle(args.bundle, verify="sizes")  # a damaged bundle: one line, before any window
@@ -531,7 +540,7 @@ def _run_sim(args: argparse.Namespace) -> int:
                     profile=args.viewer, media=args.media, screenshot=args.screenshot,
                     script=args.script, frames=args.frames, play_through_s=args.play_through,
                     quit_after=args.quit_after, viewer_log=args.viewer_from_log, user=args.user,
-                    pin=args.pin)
+                    pin=args.pin, enforce=args.enforce)
 
 
 def _note_new_viewer(db, viewer) -> None:
@@ -553,34 +562,63 @@ def _note_new_viewer(db, viewer) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from device.bench import add_arguments
+
     p = sub.add_parser("bench", help="measure the engine against a TV-box profile's budgets")
     bsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    d = bsub.add_parser("device", help="engine memory, cold start, home() and embedding latency")
-    d.add_argument("--bundle", default=str(_default_bundle()))
-    d.add_argument("--profile", default="entry", choices=["entry", "mid", "high"])
-    d.add_argument("--history", type=int, default=1000, help="history events of the measured profile")
-    d.add_argument("--repeats", type=int, default=50)
-    d.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
+    d = bsub.add_parser("device", help="engine memory, cold start, home() and decode + embed latency",
+                        description="The same measurements and JSON as `tvrec-device bench` on a "
+                        "box; here, times are estimated with the profile's per-workload factors.")
+    add_arguments(d, default_bundle=str(_default_bundle()))
     d.set_defaults(func=_run_bench_device)
+    c = bsub.add_parser("calibrate", help="per-workload factors from a box run against a host run",
+                        description="Divides a `tvrec-device bench --json` run on a box by a "
+                        "`tvrec bench device --json` run on this host (same bundle and media).")
+    c.add_argument("--box", required=True, metavar="BOX.json", help="the box's result")
+    c.add_argument("--host", required=True, metavar="HOST.json", help="the host's result")
+    c.add_argument("--out", metavar="FACTORS.json", help="write the factors (for --factors)")
+    c.set_defaults(func=_run_bench_calibrate)
 
 
 def _run_bench_device(args: argparse.Namespace) -> int:
+    from device.bench import run_cli
+
+    return run_cli(args, args.bundle, prog="tvrec bench device")
+
+
+def _run_bench_calibrate(args: argparse.Namespace) -> int:
     import json
 
-    from device.budget import bench_device
+    from device.budget import calibrate
 
-    r = bench_device(args.bundle, args.profile, history=args.history, repeats=args.repeats)
-    print(f"{r['n_items']:,} items, {r['history_events']:,} history events, profile "
-          f"{args.profile} ({r['profile']['cpu']}, {r['profile']['ram_mb']} MB); {r['method']}")
-    print(f"{'figure':16s} {'host':>10s} {'box (est.)':>11s} {'budget':>10s}  verdict")
-    for v in r["verdicts"]:
-        est = f"{v['box_estimate']:11.1f}" if v["estimated"] else f"{'=':>11s}"
-        print(f"{v['name']:16s} {v['host']:10.1f} {est} {v['budget']:10.1f}  "
-              f"{'ok' if v['ok'] else 'OVER'}")
-    print(f"home p50 {r['home_ms_p50']:.2f} ms, imports {r['import_ms']:.0f} ms (not in cold start)")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(r, fh, indent=1)
+    runs = {}
+    for flag, path in (("--box", args.box), ("--host", args.host)):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                runs[flag] = json.load(fh)
+        except OSError as err:
+            raise CommandError(f"{flag} {path}: cannot read ({err.strerror or err})") from None
+        except ValueError as err:
+            raise CommandError(f"{flag} {path}: not JSON ({err})") from None
+    try:
+        out = calibrate(runs["--box"], runs["--host"])
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    f, pub = out["factors"], out["published"]
+    print(f"{out['factors']['source']}")
+    if out.get("note"):
+        print(f"note: {out['note']}")
+    print(f"{'workload':9s} {'factor':>7s} {'published':>9s}  from")
+    for w in ("cpu", "decode", "int8"):
+        print(f"{w:9s} {f[w]:7.2f} {pub[w]:9.2f}  {out['sources'][w]}")
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                json.dump(out, fh, indent=1)
+                fh.write("\n")
+        except OSError as err:
+            raise CommandError(f"--out {args.out}: cannot write ({err.strerror or err})") from None
+        print(f"wrote {args.out}")
     return 0
 
 

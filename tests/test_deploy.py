@@ -194,3 +194,17 @@ def test_the_box_guide_is_the_wheels_description_and_not_the_repo_readme(wheel):
     guide = (ROOT / "deploy" / "INSTALL.md").read_text(encoding="utf-8")
     assert meta.get_payload().strip() == guide.strip()
     assert "make " not in guide and "qemu" not in guide  # a box has neither the repo nor qemu
+
+
+def test_unit_memory_figures_are_the_measured_ones():
+    """The unit quotes the service's measured peaks (bench/service_memory.py) and caps above them."""
+    import json
+    import re
+
+    unit = (ROOT / "deploy" / "tvrec-engine.service").read_text(encoding="utf-8")
+    runs = json.loads((ROOT / "bench" / "results" / "service_memory.json").read_text())["runs"]
+    demo, big = runs
+    assert f"{demo['vmhwm_mb']} MB with the {demo['items']}-item demo bundle" in unit
+    assert f"{big['vmhwm_mb']} MB with {big['items']:,} items" in unit
+    caps = {k: int(v) for k, v in re.findall(r"^(MemoryHigh|MemoryMax)=(\d+)M$", unit, re.M)}
+    assert max(demo["vmhwm_mb"], big["vmhwm_mb"]) * 2 < caps["MemoryHigh"] < caps["MemoryMax"]

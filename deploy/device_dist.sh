@@ -41,6 +41,8 @@ echo "built $wheel"
 cp deploy/device-constraints.txt "$dist/constraints.txt"
 cp deploy/INSTALL.md "$dist/INSTALL.md"
 cp deploy/tvrec-engine.service "$dist/"
+# The demo bundle is signed with the DEMO key (demo/keys/README.md); a box trusts *.pub files.
+mkdir -p "$dist/keys" && cp demo/keys/demo-fleet.key.pub "$dist/keys/"
 
 # A fresh venv every time: the check is "installs from nothing but the wheel, the pins and the
 # index". Everything below runs in a scratch folder with absolute paths: run from the checkout,
@@ -98,11 +100,11 @@ PY
 "$vpy" -c "import sys; from device.bundle import pack_bundle; print('packed', pack_bundle(sys.argv[1], sys.argv[2]))" \
   "$repo/demo/bundle" "$distabs/demo-bundle.tar.gz"
 
-# The box's first boot, in the scratch folder: install the bundle, show rows, record an event
-# as a launcher would, refresh once.
+# The box's first boot, in the scratch folder: install the (signed) bundle, show rows, record an
+# event as a launcher would, refresh once.
 tv=$(dirname "$vpy")/tvrec-device
 "$tv" --version
-"$tv" install "$distabs/demo-bundle.tar.gz" --bundles "$box/bundles"
+"$tv" install "$distabs/demo-bundle.tar.gz" --bundles "$box/bundles" --trusted-keys "$distabs/keys"
 rows=$("$tv" recommend --bundles "$box/bundles" --db "$box/history.db" --profile living-room 2>/dev/null)
 head -n 4 <<<"$rows"
 item=$("$tv" recommend --bundles "$box/bundles" --db "$box/history.db" --profile living-room --json \
@@ -110,6 +112,6 @@ item=$("$tv" recommend --bundles "$box/bundles" --db "$box/history.db" --profile
 "$tv" record --db "$box/history.db" --profile living-room --item "$item" --event finish
 "$tv" serve --once --bundles "$box/bundles" --db "$box/history.db" --out "$box/rows" 2>/dev/null
 cd "$repo"
-(cd "$dist" && sha256sum -- * >SHA256SUMS)
+(cd "$dist" && find . -type f ! -name SHA256SUMS | sort | xargs sha256sum -- >SHA256SUMS)
 echo "dist: $dist"
 ls -l "$dist"

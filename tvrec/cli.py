@@ -30,6 +30,9 @@ EXTRA_OF_MODULE = {
     "matplotlib": "train",
     "PIL": "train",
     "implicit": "dev",
+    "pyspark": "fleet",
+    "pandas": "fleet",
+    "pyarrow": "fleet",
 }
 
 
@@ -56,6 +59,26 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     cf.add_argument("--seed", type=int, default=42, help="seed of the per-user split (default 42)")
     cf.add_argument("--json", metavar="OUT", help="also write the metrics as JSON to OUT")
     cf.set_defaults(func=_run_eval_cf)
+    cs = esub.add_parser(
+        "coldstart",
+        help="cold start on a real catalog: hide 20%% of the items with content, rank them",
+        description=(
+            "Holds out a seeded random 20%% of the items that have content (a vector, or with "
+            "metadata only at least one genre) and interactions, removes all their "
+            "interactions from training, places them in CF space from vectors + metadata as "
+            "`tvrec bundle build` does, and ranks all held-out items for every user who "
+            "interacted with one: the shipped ranking (content_*), genre labels alone "
+            "(genre_*), random (random_*)."
+        ),
+    )
+    cs.add_argument("--items", required=True, help="catalog: generic CSV, movies.csv or u.item")
+    cs.add_argument("--interactions", required=True,
+                    help="log: watch-event CSV, ratings.csv or u.data")
+    cs.add_argument("--item-vectors", metavar="FILE",
+                    help="content vectors per item (.npz with ids+vectors, or CSV)")
+    cs.add_argument("--seed", type=int, default=0, help="seed of the held-out items (default 0)")
+    cs.add_argument("--json", metavar="OUT", help="also write the metrics as JSON to OUT")
+    cs.set_defaults(func=_run_eval_coldstart)
 
 
 def _run_eval_cf(args: argparse.Namespace) -> int:
@@ -71,6 +94,39 @@ def _run_eval_cf(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
+    return 0
+
+
+def _write_json(path, data) -> None:
+    import json
+
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    except OSError as err:
+        raise CommandError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+def _run_eval_coldstart(args: argparse.Namespace) -> int:
+    import json
+
+    from models.coldstart import evaluate_catalog_cold_start
+    from models.readers import read_item_vectors, read_items, read_log
+
+    items = read_items(args.items)
+    log = read_log(args.interactions, items)
+    vectors = None
+    if args.item_vectors:
+        V, has, _ = read_item_vectors(args.item_vectors).align(items.ids)
+        vectors = (V, has)
+    try:
+        result = evaluate_catalog_cold_start(items, log, vectors=vectors, seed=args.seed)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    result["skipped_lines"] = int(log.skipped_lines)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    if args.json:
+        _write_json(args.json, result)
     return 0
 
 
@@ -127,6 +183,7 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
     info = csub.add_parser("info", help="load a generated catalog, validate it and print a summary")
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(func=_run_catalog)
+    _add_catalog_synth_logs(csub)
 
 
 def _run_catalog(args: argparse.Namespace) -> int:
@@ -158,6 +215,46 @@ def _run_catalog(args: argparse.Namespace) -> int:
     print(f"{args.dir}: schema {cat.manifest['schema']}, seed {cat.seed}, {cat.n_items} items "
           f"({int(cat.cold.sum())} cold), {len(cat.profile_ids)} profiles, {len(cat.train)} training / "
           f"{len(cat.future)} future events, {n_media} clips present")
+    return 0
+
+
+def _add_catalog_synth_logs(csub: argparse._SubParsersAction) -> None:
+    p = csub.add_parser(
+        "synth-logs",
+        help="a synthetic catalog + watch log at fleet scale (items.csv, events.csv)",
+        description=(
+            "Writes DIR/items.csv (generic catalog CSV: id,title,genres,duration,release,series,"
+            "season,episode,maturity), DIR/events.csv (profile_id,item_id,timestamp,completion; "
+            "or events.parquet) and DIR/manifest.json. Power-law popularity, taste clusters, "
+            "series bingeing, lognormal activity; vectorised numpy, same seed -> same files."
+        ),
+    )
+    p.add_argument("--items", type=int, required=True, help="catalog size")
+    p.add_argument("--profiles", type=int, required=True, help="household profiles")
+    p.add_argument("--events", type=int, required=True, help="watch events (exactly this many)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                   help="format of the event log (parquet needs the 'fleet' extra)")
+    p.set_defaults(func=_run_catalog_synth_logs)
+
+
+def _run_catalog_synth_logs(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    if args.items < 2 or args.profiles < 1 or args.events < 1:
+        raise CommandError("--items must be >= 2, --profiles >= 1 and --events >= 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"{args.out}: exists and is not a folder")
+    from models.synth_logs import synth_logs
+
+    t0 = time.perf_counter()
+    m = synth_logs(args.out, args.items, args.profiles, args.events, seed=args.seed,
+                   fmt=args.format)
+    print(f"{args.out}: {m['n_items']:,} items ({m['n_series']:,} series, {m['n_clusters']} taste "
+          f"clusters), {m['n_profiles']:,} profiles, {m['n_events']:,} events in {m['events']}, "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -260,6 +357,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--qat-epochs", type=int, default=3, help="QAT fine-tuning epochs (default 3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--signing-key", metavar="KEY",
+                   help="sign the bundle's manifest with this fleet key (`tvrec bundle keygen`)")
     p.set_defaults(func=_run_export)
 
 
@@ -268,8 +367,13 @@ def _run_export(args: argparse.Namespace) -> int:
 
     from export.package import export_bundle
 
+    if args.signing_key is not None:
+        from device.bundle_sign import _read_secret
+
+        _read_secret(args.signing_key)  # a bad key fails now, not after the conversion
+    signing = {} if args.signing_key is None else {"signing_key": args.signing_key}
     report = export_bundle(args.model, args.catalog, args.out, qat_epochs=args.qat_epochs,
-                           seed=args.seed)
+                           seed=args.seed, **signing)
     keys = ("int8_variant", "parity", "size_bytes", "cold_start", "latency_ms", "targets")
     print(json.dumps({k: report[k] for k in keys}, indent=1))
     return 0
@@ -343,10 +447,29 @@ def _run_sim(args: argparse.Namespace) -> int:
         parse_script(args.script)
     except ValueError as e:
         raise CommandError(str(e)) from None
+    _note_new_viewer(args.db, args.viewer)
     return sim_main(args.bundle, args.db, hardware=args.hardware, resolution=args.resolution,
                     profile=args.viewer, media=args.media, screenshot=args.screenshot,
                     script=args.script, frames=args.frames, play_through_s=args.play_through,
                     quit_after=args.quit_after)
+
+
+def _note_new_viewer(db, viewer) -> None:
+    """``--viewer nobody``: the simulator creates a missing viewer; say so in one line."""
+    import os
+
+    from simulator.app import default_db
+
+    path = db or default_db()
+    if viewer is None or not os.path.isfile(path):
+        return
+    from device.history import History
+
+    with History(path) as history:
+        others = sorted(p.id for p in history.profiles())
+    if viewer not in others:
+        print(f"tvrec sim: note: viewer {viewer!r} is not a profile in {path}; it will be created "
+              f"(existing: {', '.join(others) or 'none'})", file=sys.stderr)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -387,13 +510,27 @@ def _run_bench_device(args: argparse.Namespace) -> int:
 def _add_bundle(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bundle", help="verify, install, roll back or synthesise device bundles")
     bsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    v = bsub.add_parser("verify", help="check a bundle (sha256 of every file, schema, shapes)")
+    v = bsub.add_parser("verify", help="check a bundle (signature, sha256 of every file, schema, shapes)")
     v.add_argument("path", help="bundle directory or .tar.gz archive")
+    v.add_argument("--trusted-keys", metavar="DIR",
+                   help="folder of trusted *.pub keys: the bundle must be signed by one of them")
     v.set_defaults(func=_run_bundle_verify)
     i = bsub.add_parser("install", help="verify and atomically install a bundle under ROOT")
     i.add_argument("source", help="bundle directory or archive")
     i.add_argument("--root", required=True, help="bundles root (holds current/ and previous/)")
+    _trust_args(i)
     i.set_defaults(func=_run_bundle_install)
+    kg = bsub.add_parser("keygen", help="a new Ed25519 signing key: KEY (secret) and KEY.pub")
+    kg.add_argument("--out", required=True, metavar="KEY", help="secret key file to create")
+    kg.set_defaults(func=_run_bundle_keygen)
+    sg = bsub.add_parser("sign", help="sign a bundle's manifest (sets bundle_version)")
+    sg.add_argument("path", metavar="DIR", help="bundle directory")
+    sg.add_argument("--key", required=True, metavar="KEY", help="secret key from `bundle keygen`")
+    sg.add_argument("--bundle-version", type=int, metavar="N",
+                    help="version to sign (default: the manifest's, else its created time in s)")
+    sg.add_argument("--expires-days", type=float, metavar="D",
+                    help="boxes refuse to install the bundle D days from now (freeze attacks)")
+    sg.set_defaults(func=_run_bundle_sign)
     r = bsub.add_parser("rollback", help="switch ROOT back to the previous bundle")
     r.add_argument("--root", required=True)
     r.set_defaults(func=_run_bundle_rollback)
@@ -404,6 +541,39 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
                     help="bundle whose content model and feature config are reused")
     sy.add_argument("--seed", type=int, default=0)
     sy.set_defaults(func=_run_bundle_synth)
+    b = bsub.add_parser(
+        "build",
+        help="a bundle from a real catalog's metadata and watch log (no media, no TensorFlow)",
+        description=(
+            "Reads the catalog and the log (formats detected from their headers; see README "
+            "'Real catalogs'), learns the item-item CF table and the warm items' CF embeddings, "
+            "places items without watch data in CF space from their content vectors / clips / "
+            "metadata (a map learned on warm items) so they rank in New for you, and writes a "
+            "bundle that `tvrec bundle verify` accepts."
+        ),
+    )
+    b.add_argument("--items", required=True, help="catalog: generic CSV, movies.csv or u.item")
+    b.add_argument("--interactions", required=True, help="log: watch-event CSV, ratings.csv or u.data")
+    b.add_argument("--out", required=True, metavar="DIR", help="bundle folder to create")
+    b.add_argument("--item-vectors", metavar="FILE",
+                   help="content vectors per item (.npz with ids+vectors, or CSV)")
+    b.add_argument("--media", metavar="DIR", help="clips named by item id (needs --model)")
+    b.add_argument("--model", metavar="DIR",
+                   help="bundle (or export output) whose int8 content model embeds --media")
+    b.add_argument("--k", type=int, default=64, help="neighbours per item (default 64)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", metavar="REPORT", help="also write the report as JSON")
+    b.add_argument("--signing-key", metavar="KEY", help="sign the manifest with this fleet key")
+    b.set_defaults(func=_run_bundle_build)
+
+
+def _trust_args(p: argparse.ArgumentParser) -> None:
+    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+
+    p.add_argument("--trusted-keys", metavar="DIR", default=DEFAULT_TRUSTED_KEYS,
+                   help=f"folder of the fleet's trusted *.pub keys (default {DEFAULT_TRUSTED_KEYS})")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="development only: install bundles without a signature (logged)")
 
 
 def _run_bundle_verify(args: argparse.Namespace) -> int:
@@ -412,19 +582,64 @@ def _run_bundle_verify(args: argparse.Namespace) -> int:
 
     from device.bundle import open_bundle, unpack_bundle
 
+    def check(folder: Path) -> None:
+        signed = "signature not checked (no --trusted-keys)"
+        if args.trusted_keys is not None:
+            from device.bundle import check_signature
+
+            s = check_signature(folder, args.trusted_keys, label=args.path)
+            signed = f"signed by {s.key_id}, bundle_version {s.bundle_version}"
+        print(f"{open_bundle(folder, verify='full').summary()}, {signed}")
+
     path = Path(args.path)
     if path.is_file():
         with tempfile.TemporaryDirectory() as tmp:
-            print(open_bundle(unpack_bundle(path, Path(tmp) / "b"), verify="full").summary())
+            check(unpack_bundle(path, Path(tmp) / "b"))
         return 0
-    print(open_bundle(path, verify="full").summary())
+    check(path)
     return 0
 
 
 def _run_bundle_install(args: argparse.Namespace) -> int:
     from device.bundle import install_bundle
 
-    print(f"installed {install_bundle(args.source, args.root)}")
+    keys = None if args.allow_unsigned and not _keys_exist(args.trusted_keys) else args.trusted_keys
+    if args.allow_unsigned:
+        print(f"tvrec bundle install: WARNING --allow-unsigned: {args.source} may be installed "
+              "without a signature check (development only)", file=sys.stderr)
+    print(f"installed {install_bundle(args.source, args.root, trusted_keys=keys, allow_unsigned=args.allow_unsigned)}")
+    return 0
+
+
+def _keys_exist(folder: str) -> bool:
+    import os
+
+    return os.path.isdir(folder)
+
+
+def _run_bundle_keygen(args: argparse.Namespace) -> int:
+    from device.bundle import generate_key
+
+    secret, public = generate_key(args.out)
+    print(f"wrote {secret} (secret: keep it off the boxes, mode 0600) and {public} "
+          "(copy it into each box's trusted keys folder)")
+    return 0
+
+
+def _run_bundle_sign(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from device.bundle import sign_bundle
+
+    expires = None
+    if args.expires_days is not None:
+        if not args.expires_days > 0:
+            raise CommandError("--expires-days must be > 0")
+        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=args.expires_days)
+    if args.bundle_version is not None and args.bundle_version < 1:
+        raise CommandError("--bundle-version must be >= 1")
+    r = sign_bundle(args.path, args.key, bundle_version=args.bundle_version, expires=expires)
+    print(f"signed {args.path}: bundle_version {r['bundle_version']}, key {r['key_id']}")
     return 0
 
 
@@ -446,13 +661,38 @@ def _run_bundle_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_bundle_build(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    if args.k < 1:
+        raise CommandError(f"--k must be >= 1, got {args.k}")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CommandError(f"--out {out}: already exists and is not an empty folder")
+    from export.pipeline import build_bundle
+
+    try:
+        report = build_bundle(args.items, args.interactions, out, item_vectors=args.item_vectors,
+                              media_dir=args.media, model_dir=args.model, k=args.k,
+                              seed=args.seed, signing_key=args.signing_key)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    print(json.dumps(report, indent=1, sort_keys=True))
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tvrec import __version__
 
-    parser = argparse.ArgumentParser(
+    from device.commandline import OneLineParser
+
+    parser = OneLineParser(
         prog="tvrec",
         description="On-device recommendations for smart-TV boxes.",
     )
@@ -492,6 +732,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `tvrec recommend ... | head -5`: the reader has gone
+        from device.commandline import quiet_broken_pipe
+
+        return quiet_broken_pipe()
+    except OSError as err:  # a file that cannot be read or written: one line, not a traceback
+        from device.commandline import oserror_line
+
+        print(f"tvrec {args.command}: {oserror_line(err)}", file=sys.stderr)
+        return 2
     except Exception as err:  # our typed errors: one line, no traceback
         from device.errors import TvrecError
 

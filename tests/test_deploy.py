@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Third-party import name -> the distribution that provides it on the box.
 PROVIDER = {"numpy": "numpy", "sqlite_utils": "sqlite-utils", "ai_edge_litert": "ai-edge-litert",
-            "tflite_runtime": "tflite-runtime", "av": "av"}
+            "tflite_runtime": "tflite-runtime", "av": "av", "nacl": "pynacl"}
 # The platforms a box runs (environment markers are evaluated against each).
 MACHINES = ("x86_64", "aarch64", "armv7l")
 
@@ -75,7 +75,7 @@ def test_wheel_holds_the_device_package_and_only_device_dependencies(wheel):
     requires = meta.get_all("Requires-Dist")
     base = sorted(r.split(">")[0].split(";")[0].strip().lower() for r in requires
                   if "extra ==" not in r)
-    assert base == ["ai-edge-litert", "numpy", "sqlite-utils", "tflite-runtime"], requires
+    assert base == ["ai-edge-litert", "numpy", "pynacl", "sqlite-utils", "tflite-runtime"], requires
     extras = [r for r in requires if "extra ==" in r]
     assert len(extras) == 1 and extras[0].startswith("av") and '"media"' in extras[0]
     heavy = ("tensorflow", "pyside6", "tf-keras", "scipy", "psutil", "matplotlib")
@@ -135,7 +135,7 @@ def test_wheel_selects_one_interpreter_package_per_platform(wheel, machine):
     wanted = {r.name for r in _requirements(wheel) if r.marker is None or r.marker.evaluate(_env(machine))}
     interpreters = wanted & {pip for _, pip in BACKENDS}
     assert interpreters == {"tflite-runtime" if machine == "armv7l" else "ai-edge-litert"}
-    assert {"numpy", "sqlite-utils"} <= wanted
+    assert {"numpy", "sqlite-utils", "pynacl"} <= wanted
 
 
 def _constraints():

@@ -213,6 +213,14 @@ smoke() {
      env -u PYTHONPATH "$HOST_PY" deploy/arm_smoke.py --clip "$CLIP" --out "$cache/clip_host.npz" \
        >/dev/null 2>&1; then
     args+=(--compare "$cache/clip_host.npz")
+    # armv7l runs tflite-runtime, the host LiteRT: the host re-embeds its own frames and log-mel
+    # with tflite-runtime too (TFLITE_PY, default .venv-tflite's python, which `make test`
+    # creates), so the check compares one interpreter package across the two architectures.
+    if [[ $backend != ai_edge_litert ]]; then
+      local tpy=${TFLITE_PY:-$repo/.venv-tflite/bin/python}
+      env -u PYTHONPATH "$tpy" deploy/arm_smoke.py --reembed "$cache/clip_host.npz" >/dev/null 2>&1 ||
+        { echo "no host $backend at $tpy (TFLITE_PY; make test creates .venv-tflite)"; return 1; }
+    fi
   else
     echo "(no host Python with the device extras: HOST_PY unset or unusable; no cross-check)"
   fi

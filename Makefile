@@ -29,9 +29,10 @@ $(TFLITE_STAMP):
 
 # The simulator on the shipped demo bundle; the real clips in ../shared (when present) become the
 # box's own recordings. Without a display it renders offscreen: a scripted walk through the home
-# screen, details page and player, saved as PNGs (sim-home.png, sim-frames/).
+# screen, details page and player, saved as PNGs (sim-frames/); the walk ends on the home screen,
+# which is sim-home.png.
 DEMO_MEDIA  := $(if $(wildcard ../shared/data/media/video),--media ../shared/data/media/video)
-DEMO_SCRIPT ?= down,right,right,ok,down,right,up,ok,wait:2,info
+DEMO_SCRIPT ?= down,right,right,ok,down,right,up,ok,wait:2,info,home
 demo: $(STAMP)
 ifeq ($(DISPLAY)$(WAYLAND_DISPLAY),)
 	@echo "no display: running the simulator headless (screenshots), then the terminal demo"

@@ -147,6 +147,11 @@ def run_engine(engine: str, point: dict, args) -> dict:
            "--n-items", str(point["n_items"]), "--table-out", str(table_out),
            "--result-out", str(result_out), "--master", args.master,
            "--driver-memory", args.driver_memory]
+    if args.reuse and result_out.is_file() and table_out.is_file():  # an earlier run's figures
+        res = json.loads(result_out.read_text())
+        z = np.load(table_out)
+        res["_table"] = (z["neighbours"], z["weights"], z["popularity"])
+        return res
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env)
@@ -170,6 +175,8 @@ def run_engine(engine: str, point: dict, args) -> dict:
     res["process_wall_seconds"] = time.perf_counter() - t0
     res["peak_tree_rss_mb"] = best[0] / 2**20
     res["sum_vmhwm_mb"] = sum(peaks.values()) / 2**20
+    res["loadavg_during"] = os.getloadavg()
+    result_out.write_text(json.dumps(res, default=float))
     z = np.load(table_out)
     res["_table"] = (z["neighbours"], z["weights"], z["popularity"])
     return res
@@ -268,6 +275,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-users", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/tvrec-fleet-bench")
+    ap.add_argument("--no-reuse", dest="reuse", action="store_false",
+                    help="re-run engines whose table and figures are already in --work")
     ap.add_argument("--out", default=str(RESULTS / "fleet_scale.json"))
     ap.add_argument("--plot", default=str(RESULTS / "fleet_scale.png"))
     # worker mode (internal)

@@ -181,13 +181,14 @@ PY
 # device/media.py gives a decode 10 s of wall time, a box-speed contract that emulation (~20x
 # slower) cannot meet. deploy/arm_smoke.py covers them: the device-import rule, and one real clip
 # through PyAV + log-mel + the int8 model with the budget lifted, compared with the host.
-ARM_TESTS=(tests/test_history.py tests/test_cf.py tests/test_bundle.py tests/test_runtime.py
+ARM_TESTS=(tests/test_history.py tests/test_cf.py tests/test_bundle.py tests/test_bundle_sign.py tests/test_runtime.py
            tests/test_engine.py tests/test_features.py tests/test_service.py)
 # test_cli_synth_install_rollback starts seven interpreters (~15 s each emulated) for what
 # test_install_store_layout_idempotence_and_rollback checks in-process.
 ARM_DESELECT=(--deselect tests/test_engine.py::test_local_recordings_join_the_content_rows
               --deselect tests/test_engine.py::test_isolated_embedding_matches_in_process_and_reports_bad_files
               --deselect tests/test_bundle.py::test_cli_synth_install_rollback
+              --deselect tests/test_bundle_sign.py::test_cli_keygen_sign_verify_install
               --deselect tests/test_engine.py::test_device_imports_no_fleet_code_and_opens_no_socket)
 if [[ $arch == armv7l ]]; then
   # tflite-runtime's armv7l build puts the process in flush-to-zero mode once it is loaded (it is

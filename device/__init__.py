@@ -1,7 +1,7 @@
 """What ships to the TV box: watch history, item-based CF, the int8 content model, ranking.
 
-This package depends only on numpy, sqlite-utils and a LiteRT interpreter (``ai-edge-litert``
-or ``tflite-runtime``). It never imports TensorFlow, PySide6, ``models``, ``export`` or
+This package depends only on numpy, sqlite-utils, a LiteRT interpreter (``ai-edge-litert``
+or ``tflite-runtime``) and PyNaCl (bundle signatures, at install). It never imports TensorFlow, PySide6, ``models``, ``export`` or
 ``simulator`` -- a test enforces it.
 """
 
@@ -12,6 +12,7 @@ from device.errors import (  # noqa: F401  (re-exported: the public error types)
     HistoryError,
     InvalidEventError,
     MediaError,
+    StorageFullError,
     TvrecError,
     UnknownItemError,
     UnknownProfileError,

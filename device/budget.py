@@ -159,6 +159,11 @@ def prepare_history(bundle_path, db_path, events: int, *, profile_id: str = "vie
                           "kind": kind, "position": pos,
                           "timestamp": now - 86400 * 90 + n * (86400 * 90 / max(events, 1))})
         h.record_many(batch)
+        # The card actions of a lived-in profile (tv, issue 15): a list, a few not-interested
+        # items (their neighbours pushed down on every home()), a removed resume point.
+        ids = [str(bundle.items.ids[int(r)]) for r in picked[:25]]
+        for n, item in enumerate(ids):
+            h.set_flag(profile_id, item, ("my_list", "not_interested", "hidden_continue")[n % 3])
 
 
 def measure_engine(bundle_path, db_path, *, profile_id: str = "viewer", repeats: int = 50,

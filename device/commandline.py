@@ -14,7 +14,12 @@ import argparse
 import os
 import sys
 
-__all__ = ["BROKEN_PIPE_EXIT", "OneLineParser", "oserror_line", "quiet_broken_pipe"]
+__all__ = ["BROKEN_PIPE_EXIT", "DEFAULT_TRUSTED_KEYS", "OneLineParser", "oserror_line",
+           "quiet_broken_pipe"]
+
+#: Where a box keeps the fleet's trusted public keys (``*.pub``; see :mod:`device.bundle_sign`).
+#: Here, not there, so that ``--help`` of either command line imports nothing heavy.
+DEFAULT_TRUSTED_KEYS = "/etc/tvrec/keys"
 
 #: 128 + SIGPIPE, what a shell tool killed by the signal reports (`yes | head`).
 BROKEN_PIPE_EXIT = 141

@@ -10,19 +10,32 @@
     for row in engine.home("alice"):
         print(row.title, [card.title for card in row.cards])
 
-Rows, in order (empty ones are left out):
+Rows, in order (empty ones are left out), after Android TV's Watch Next types:
 
-1. **Continue watching** -- started, not finished, most recent first (from the history).
-2. **Top picks for you** -- item-based CF over the whole history (``device.cf``).
-3. **Because you watched <title>** -- CF from one strong history item; up to two such rows.
-4. **New for you** -- cold catalog items (no co-watch data yet) and the viewer's own recordings,
+1. **Continue watching** (``continue``) -- programmes started and not finished (CONTINUE: cards
+   with ``kind="continue"`` and their progress) and, when an episode was finished, the next
+   episode of its series (NEXT: ``kind="next"``, "Up next"), most recent first. When a
+   programme counts as started or finished is one setting, :class:`device.history.WatchThresholds`.
+2. **My list** (``my_list``) -- what the viewer added (WATCHLIST), newest first.
+3. **New episodes** (``new_episode``) -- episodes of series the profile follows (has watched
+   an episode of) that arrived after the ones it watched and are new to the catalog (NEW).
+4. **Top picks for you** -- item-based CF over the whole history (``device.cf``), each history
+   item weighted by how close the time it was watched is to now (:mod:`device.context`).
+5. **Because you watched <show>** -- CF from one strong history item; up to two such rows.
+6. **New for you** -- cold catalog items (no co-watch data yet) and the viewer's own recordings,
    ranked by content similarity (the int8 model's embeddings) to what the profile watched.
-5. **Popular now** -- the fallback, and the first row of a new profile.
+7. **Popular now** -- the fallback, and the first row of a new profile.
 
 No programme appears twice on a screen; history items are never recommended again; a disliked
-item and its closest neighbours are pushed away; each row caps how many cards share a primary
-genre so a row is never one genre wall. Everything is recomputed from SQLite on each call, so a
-finish or a like changes the very next ``home()``.
+or *not interested* item never returns and its closest neighbours are pushed away; each row
+caps how many cards share a primary genre so a row is never one genre wall. A kids profile
+(``add_profile(..., kids_max_maturity=7)``) sees nothing rated above its age in any row or in
+More like this; **unrated items are hidden from kids profiles** unless the bundle's manifest
+sets ``extra.unrated_maturity`` (the age the catalog vouches for its unrated items). Everything is
+recomputed from SQLite on each call, so a finish or a like changes the very next ``home()``.
+
+Series, season and episode come from the bundle's catalog columns when it has them; the title
+(``"Show #3"``, ``"Show S1E3"``...) is only the fallback.
 
 One ``Engine`` per thread (it owns a SQLite connection); other threads or processes may write
 events to the same database file at the same time.
@@ -44,6 +57,7 @@ from device.bundle import Bundle, open_bundle
 from device.bundle_format import UNKNOWN_DURATION_S
 from device.cf import _top_k, gather_rows, read_row, recommend
 from device.content import ContentEmbedder, Embedded, quantize_embedding, unit
+from device.context import STRENGTH, context_weights, habit_strength, local_offset_s
 from device.errors import BundleError, HistoryError, UnknownItemError
 from device.history import History
 
@@ -55,6 +69,7 @@ GENRE_CAP = 0.5
 SERIES_CAP = 2
 #: What makes a title an episode: a trailing "#7", "(7)", "S1E7", "S01 E07", "Ep. 7", "Episode 7".
 _EPISODE = re.compile(r"\s*(#\s*\d+|\(\d+\)|S\d+\s*E\d+|Ep(isode)?\.?\s*\d+)\s*$", re.IGNORECASE)
+_SEASON_EPISODE = re.compile(r"(?:S(\d+)\s*E)?(\d+)\)?\s*$", re.IGNORECASE)
 
 
 def series_of(title: str) -> str:
@@ -64,6 +79,26 @@ def series_of(title: str) -> str:
     ('super cycling cup final', 'heat')
     """
     return _EPISODE.sub("", title).strip().casefold()
+
+
+def episode_of(title: str) -> tuple[int, int] | None:
+    """(season, episode) from a title's episode marker, None for a title without one; season 1
+    when the marker has none.
+
+    >>> episode_of("Super Cycling Cup Final #7"), episode_of("Void Odyssey S02E05"), episode_of("Heat")
+    ((1, 7), (2, 5), None)
+    """
+    marker = _EPISODE.search(title)
+    if marker is None:
+        return None
+    m = _SEASON_EPISODE.search(marker.group(1))
+    return (int(m.group(1) or 1), int(m.group(2))) if m else None
+
+
+def show_title(title: str) -> str:
+    """The show a title belongs to, as shown ("Because you watched" + the show, not the
+    episode): the title without its episode marker."""
+    return _EPISODE.sub("", title).strip() or title
 
 
 #: At most this many "Because you watched" rows.
@@ -84,11 +119,17 @@ class Card:
     score: float = 0.0
     progress: float | None = None  # completion, for Continue watching
     source: str = "catalog"  # or "local"
+    #: What the card is: "item" (a recommendation), "continue" (resume it), "next" (the next
+    #: episode of a series just finished), "new_episode", "my_list".
+    kind: str = "item"
+    #: The episode marker to show on the poster ("E3", "S2 E5"), "" for a one-off.
+    episode: str = ""
 
 
 @dataclass(frozen=True)
 class Row:
-    """A titled row of cards. ``kind`` is one of continue, top_picks, because, new, popular."""
+    """A titled row of cards. ``kind`` is one of continue, my_list, new_episode, top_picks,
+    because, new, popular."""
 
     kind: str
     title: str
@@ -109,6 +150,18 @@ class _Pick:
     score: float = 0.0
     progress: float | None = None
     because: str | None = None
+    kind: str = "item"
+
+
+@dataclass
+class _Filter:
+    """What one profile may be shown: not the items it is not interested in, and (a kids
+    profile) nothing above its rating. ``allowed`` is a mask over bundle rows (None: all)."""
+
+    blocked: frozenset = frozenset()
+    max_maturity: int | None = None
+    allowed: np.ndarray | None = None
+    local_maturity: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -148,6 +201,8 @@ class Engine:
         Interpreter threads for the content model (loaded on first use).
     clock : callable
         Seconds since the epoch (tests pass a fixed clock).
+    utc_offset_s : float, optional
+        The box's time zone for the time-of-day context (default: the system's).
     """
 
     def __init__(
@@ -158,6 +213,7 @@ class Engine:
         row_length: int = ROW_LENGTH,
         num_threads: int = 1,
         clock: Callable[[], float] = time.time,
+        utc_offset_s: float | None = None,
     ):
         t0 = time.perf_counter()
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle, verify="sizes")
@@ -186,6 +242,13 @@ class Engine:
         self._cold_emb: np.ndarray | None = None
         self._cold_reads_genres = bool((self.bundle.manifest.get("cold_start") or {})
                                        .get("reads_genres", False))
+        self.utc_offset_s = local_offset_s() if utc_offset_s is None else float(utc_offset_s)
+        self._episode_cache: dict[str, tuple | None] = {}
+        self._siblings_cache: dict[str, list[tuple[int, int, int]]] = {}
+        self._maturity_masks: dict[tuple, tuple[Any, np.ndarray]] = {}
+        self._habit_cache: dict[str, tuple[tuple, float]] = {}
+        #: How much time of day may weigh at most (0 turns it off: the bench's control arm).
+        self.context_strength = STRENGTH
         self.timings = Timings(open_ms=(time.perf_counter() - t0) * 1000.0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -201,8 +264,39 @@ class Engine:
 
     # ------------------------------------------------------------------ profiles and events
 
-    def add_profile(self, profile_id: str, display_name: str | None = None):
-        return self.history.add_profile(profile_id, display_name)
+    def add_profile(self, profile_id: str, display_name: str | None = None, *,
+                    kids_max_maturity: int | None = None):
+        """Add a profile (idempotent); ``kids_max_maturity`` makes it a kids profile that sees
+        nothing rated above that age (and nothing unrated, see the module docstring)."""
+        return self.history.add_profile(profile_id, display_name,
+                                        kids_max_maturity=kids_max_maturity)
+
+    # ------------------------------------------------------------------ card actions
+
+    def remove_from_continue(self, profile_id: str, item_id: str) -> None:
+        """The card leaves Continue watching (an Up next card too) until the programme is
+        played again; the resume point stays in the history."""
+        self._ensure_item(item_id)
+        self.history.set_flag(profile_id, item_id, "hidden_continue")
+
+    def not_interested(self, profile_id: str, item_id: str) -> None:
+        """The item never returns in any row or More like this; like a dislike, its closest
+        neighbours are pushed down."""
+        self._ensure_item(item_id)
+        self.history.set_flag(profile_id, item_id, "not_interested")
+
+    def add_to_list(self, profile_id: str, item_id: str) -> None:
+        """Put the item on the profile's My list (the ``my_list`` row)."""
+        self._ensure_item(item_id)
+        self.history.set_flag(profile_id, item_id, "my_list")
+
+    def remove_from_list(self, profile_id: str, item_id: str) -> None:
+        self.history.set_flag(profile_id, item_id, "my_list", on=False)
+
+    def mark_watched(self, profile_id: str, item_id: str) -> int | None:
+        """Record the programme as watched to the end (a ``finish`` event): it leaves Continue
+        watching, and an episode brings its successor Up next."""
+        return self.record(profile_id, item_id, "finish")
 
     def record(self, profile_id: str, item_id: str, kind: str, *, position: float | None = None,
                timestamp: float | None = None) -> int | None:
@@ -236,7 +330,7 @@ class Engine:
         return row
 
     def card(self, item_id: str, reason: str = "", score: float = 0.0,
-             progress: float | None = None) -> Card:
+             progress: float | None = None, kind: str = "item") -> Card:
         """A card for any known item (catalog or local). Raises ``UnknownItemError``."""
         row = self._row(item_id)
         if row >= 0:
@@ -245,81 +339,333 @@ class Engine:
             duration = float(self._durations[row])
             return Card(item_id, self.items.titles[row], self._catalog_genres(row),
                         duration if duration > 0 else UNKNOWN_DURATION_S, reason, score,
-                        progress, "catalog")
+                        progress, "catalog", kind, self._episode_label(item_id))
         item = self.history.item(item_id)  # raises UnknownItemError
         return Card(item.id, item.title, tuple(item.genres), float(item.duration), reason, score,
-                    progress, item.source)
+                    progress, item.source, kind, "")
 
     def _catalog_genres(self, row: int) -> tuple[str, ...]:
         vocab = self._bundle_genres
         return tuple(vocab[c] for c in self._codes[row].tolist() if c >= 0)
 
     def _pick(self, item_id: str, reason: str, score: float = 0.0, *,
-              progress: float | None = None, because: str | None = None) -> _Pick:
+              progress: float | None = None, because: str | None = None,
+              kind: str = "item") -> _Pick:
         """A candidate card; raises ``UnknownItemError`` like :meth:`card`."""
         row = self._row(item_id)
         genres = self._catalog_genres(row) if row >= 0 \
             else self.history.item(item_id).genres  # raises UnknownItemError
-        return _Pick(item_id, genres[0] if genres else "", reason, score, progress, because)
+        return _Pick(item_id, genres[0] if genres else "", reason, score, progress, because,
+                     kind)
 
     def _title(self, item_id: str) -> str:
+        row = self._row(item_id)
+        if row >= 0:
+            return self.items.titles[row]
         try:
-            return self.card(item_id).title
+            return self.history.item(item_id).title or item_id
         except UnknownItemError:
             return item_id
 
     # ------------------------------------------------------------------ the home screen
 
-    def home(self, profile_id: str) -> list[Row]:
-        """The profile's home-screen rows (see the module docstring). Raises
+    def home(self, profile_id: str, now: float | None = None) -> list[Row]:
+        """The profile's home-screen rows (see the module docstring) at time ``now`` (seconds
+        since the epoch; default: the clock), which sets the time-of-day context. Raises
         ``UnknownProfileError`` for an unknown profile."""
         t0 = time.perf_counter()
-        aff = self.history.affinities(profile_id, now=self.clock())
+        now = float(self.clock() if now is None else now)
+        profile = self.history.profile(profile_id)  # UnknownProfileError
+        aff = self.history.affinities(profile_id, now=now)
         resume = self.history.continue_watching(profile_id, limit=self.row_length)
+        flt = self._filter(profile_id, profile.kids_max_maturity)
         history_ids = [str(i) for i in aff.item_ids]
-        positive = aff.affinity > 0
+        affinity = np.asarray(aff.affinity, dtype=np.float64).copy()
+        # Not interested = a dislike for the ranker: never shown, its neighbours pushed down.
+        if flt.blocked:
+            in_history = set(history_ids)
+            affinity[[i for i, h in enumerate(history_ids) if h in flt.blocked]] = -1.0
+            extra = [b for b in flt.blocked if b not in in_history]
+            history_ids += extra
+            affinity = np.concatenate([affinity, -np.ones(len(extra))])
+        last_ts = np.concatenate([aff.last_ts, np.full(len(history_ids) - len(aff), now)])
+        positive = affinity > 0
+        # Time of day: each history item's affinity weighted by how near its viewing time is,
+        # as strongly as this profile's history shows habits (device.context.habit_strength).
+        in_context = affinity.copy()
+        h_rows = self._index.rows(history_ids)
+        if positive.any():
+            strength = self._habit(profile_id, last_ts[positive], h_rows[positive])
+            if strength > 0:
+                in_context[positive] *= context_weights(last_ts[positive], now,
+                                                        self.utc_offset_s, strength)
         shown: set[str] = set()
         never = set(history_ids)  # watched or disliked: not recommended again
         rows: list[Row] = []
 
         titles: dict[str, str] = {}  # "because" titles of this screen
 
-        picks = [self._pick(r.item_id, f"Resume at {r.completion:.0%}", progress=r.completion)
-                 for r in resume]
-        self._add_row(rows, shown, titles, "continue", "Continue watching", picks, min_len=1)
+        self._prefetch_meta(history_ids, h_rows)
+        self._add_row(rows, shown, titles, "continue", "Continue watching",
+                      self._continue_picks(profile_id, resume, aff, history_ids), min_len=1,
+                      flt=flt)
 
-        # History rows, looked up once: "never" (the history) is excluded by row below.
-        h_rows = self._index.rows(history_ids)
+        mine = [self._pick(i, "On your list", kind="my_list")
+                for i in self.history.flags(profile_id, "my_list")]
+        self._add_row(rows, shown, titles, "my_list", "My list", mine, min_len=1, flt=flt)
+
+        self._add_row(rows, shown, titles, "new_episode", "New episodes",
+                      self._new_episodes(aff, history_ids, h_rows, shown), min_len=1, flt=flt)
+
+        # History rows (looked up once, above): "never" (the history) is excluded by row below.
+        candidates = self._warm if flt.allowed is None else self._warm & flt.allowed
         if positive.any():
-            pool = recommend(self.table, history_ids, aff.affinity, n=3 * self.row_length,
-                             exclude=shown, index=self._index, candidates=self._warm,
+            pool = recommend(self.table, history_ids, in_context, n=3 * self.row_length,
+                             exclude=shown, index=self._index, candidates=candidates,
                              history_rows=h_rows, exclude_rows=h_rows)
             picks = [self._pick(r.item_id, "Because you watched {}", r.score, because=r.because)
                      for r in pool if r.because is not None]
             self._add_row(rows, shown, titles, "top_picks", "Top picks for you",
-                          self._diverse(picks))
+                          self._diverse(picks), flt=flt)
 
-            for anchor in self._anchors(aff, history_ids):
+            for anchor in self._anchors(aff, history_ids, flt):
                 pool = recommend(self.table, [anchor], [1.0], n=3 * self.row_length,
-                                 exclude=shown, index=self._index, candidates=self._warm,
+                                 exclude=shown, index=self._index, candidates=candidates,
                                  history_rows=np.array([self._row(anchor)]), exclude_rows=h_rows)
-                title = self._title(anchor)
+                title = self._show(anchor)
                 picks = [self._pick(r.item_id, f"Because you watched {title}", r.score)
                          for r in pool if r.because is not None]
                 self._add_row(rows, shown, titles, "because", f"Because you watched {title}",
-                              self._diverse(picks))
+                              self._diverse(picks), flt=flt)
 
-        picks = self._new_for_you(history_ids, aff.affinity, never | shown,
-                                  np.concatenate([h_rows, self._index.rows(shown)]))
-        self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks))
+        picks = self._new_for_you(history_ids, in_context, never | shown,
+                                  np.concatenate([h_rows, self._index.rows(shown)]), flt)
+        self._add_row(rows, shown, titles, "new", "New for you", self._diverse(picks), flt=flt)
 
-        picks = [self._pick(i, "Popular now", s) for i, s in self._popular(never | shown)]
-        self._add_row(rows, shown, titles, "popular", "Popular now", self._diverse(picks))
+        picks = [self._pick(i, "Popular now", s) for i, s in self._popular(never | shown, flt)]
+        self._add_row(rows, shown, titles, "popular", "Popular now", self._diverse(picks), flt=flt)
 
         self.timings.home_ms = (time.perf_counter() - t0) * 1000.0
         return rows
 
-    def _popular(self, exclude: set[str]) -> list[tuple[str, float]]:
+    def _habit(self, profile_id: str, ts: np.ndarray, rows: np.ndarray) -> float:
+        """The profile's earned context strength, recomputed only when its history moved."""
+        key = (len(ts), float(ts.max()), float(ts.sum()))
+        hit = self._habit_cache.get(profile_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        order = np.argsort(-ts, kind="stable")
+        codes = np.where(rows[order] >= 0, self._codes[np.maximum(rows[order], 0), 0], -1)
+        value = habit_strength(ts[order], codes, self.utc_offset_s, self.context_strength)
+        if len(self._habit_cache) >= 64:
+            self._habit_cache.clear()
+        self._habit_cache[profile_id] = (key, value)
+        return value
+
+    # ------------------------------------------------------------------ who may see what
+
+    def _filter(self, profile_id: str, max_maturity: int | None) -> _Filter:
+        blocked = frozenset(self.history.flags(profile_id, "not_interested"))
+        if max_maturity is None:
+            return _Filter(blocked)
+        told = self.history.maturities()
+        allowed = self._maturity_mask(max_maturity, told)
+        return _Filter(blocked, max_maturity, allowed, told)
+
+    def _maturity_mask(self, max_maturity: int, told: dict[str, int]) -> np.ndarray:
+        """Bundle rows a profile limited to ``max_maturity`` may see: rated at most that, by
+        the bundle's column or (for items it leaves unrated) the rating the launcher synced
+        into the history; unrated ones only if the manifest vouches (``unrated_maturity``)."""
+        key = (max_maturity, len(told), hash(frozenset(told.items())) if len(told) < 4096 else
+               id(told))
+        hit = self._maturity_masks.get(max_maturity)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        rating = self._bundle_maturity().copy()
+        if told:
+            ids = list(told)
+            rows = self._index.rows(ids)
+            ok = rows >= 0
+            vals = np.array([told[i] for i in ids], dtype=np.int64)
+            unrated_rows = ok & (rating[np.maximum(rows, 0)] < 0)
+            rating[rows[unrated_rows]] = vals[unrated_rows]
+        m = self.bundle.manifest
+        unrated = (m.get("extra") or {}).get("unrated_maturity", m.get("unrated_maturity"))
+        if isinstance(unrated, int) and not isinstance(unrated, bool) and unrated >= 0:
+            rating = np.where(rating < 0, unrated, rating)
+        mask = (rating >= 0) & (rating <= max_maturity)
+        self._maturity_masks[max_maturity] = (key, mask)
+        return mask
+
+    def _bundle_maturity(self) -> np.ndarray:
+        """The bundle's maturity column (minimum age, -1 unrated); all unrated without one."""
+        col = getattr(self.items, "maturity", None)
+        if col is None:
+            return np.full(self.bundle.n_items, -1, dtype=np.int64)
+        return np.asarray(col, dtype=np.int64)
+
+    def _may_show(self, item_id: str, flt: _Filter | None) -> bool:
+        if flt is None:
+            return True
+        if item_id in flt.blocked:
+            return False
+        if flt.max_maturity is None:
+            return True
+        row = self._row(item_id)
+        if row >= 0:
+            return bool(flt.allowed[row])
+        rating = flt.local_maturity.get(item_id)  # a recording: its EPG rating, if synced
+        return rating is not None and rating <= flt.max_maturity
+
+    # ------------------------------------------------------------------ series and episodes
+
+    def _meta(self, item_id: str) -> tuple[str, int, int] | None:
+        """(series key, season, episode) of an item, None for a one-off: the bundle's catalog
+        columns (``items.series/season/episode``) when it has them, else the title's marker."""
+        hit = self._episode_cache.get(item_id, False)
+        if hit is not False:
+            return hit
+        out = None
+        row = self._row(item_id)
+        series = getattr(self.items, "series", None) if row >= 0 else None
+        if series is not None:
+            name = str(series[row] or "")
+            ep = getattr(self.items, "episode", None)
+            season = getattr(self.items, "season", None)
+            e = int(ep[row]) if ep is not None else -1
+            if name and e >= 0:
+                sn = int(season[row]) if season is not None and int(season[row]) >= 0 else 1
+                out = (name.casefold(), sn, e)
+        else:
+            title = self._title(item_id)
+            se = episode_of(title)
+            if se is not None:
+                out = (series_of(title), se[0], se[1])
+        if len(self._episode_cache) >= 8192:
+            self._episode_cache.clear()
+        self._episode_cache[item_id] = out
+        return out
+
+    def _prefetch_meta(self, ids: list[str], rows: np.ndarray) -> None:
+        """Fill the episode cache for many history items at once: their rows are known and
+        their titles are read in one gather (not one index lookup and one pread each)."""
+        todo = [n for n, i in enumerate(ids) if i not in self._episode_cache and rows[n] >= 0]
+        if not todo or getattr(self.items, "series", None) is not None:
+            return
+        titles = gather_rows(self.items._titles, rows[todo]).tolist()
+        if len(self._episode_cache) + len(todo) >= 8192:
+            self._episode_cache.clear()
+        for n, title in zip(todo, titles):
+            title = str(title)
+            se = episode_of(title)
+            self._episode_cache[ids[n]] = None if se is None else (series_of(title), se[0], se[1])
+
+    def _siblings(self, key: str) -> list[tuple[int, int, int]]:
+        """(season, episode, bundle row) of every episode of the series ``key``, in order.
+        Found once per series by a scan of the catalog column (or of the titles, in blocks,
+        vectorised: a prefix test first, the regex only on the matches)."""
+        hit = self._siblings_cache.get(key)
+        if hit is not None:
+            return hit
+        out: list[tuple[int, int, int]] = []
+        series = getattr(self.items, "series", None)
+        n = self.bundle.n_items
+        for lo in range(0, n, 16384):
+            hi = min(n, lo + 16384)
+            if series is not None:
+                block = np.char.lower(np.asarray(series[lo:hi], dtype=str))
+                for r in (np.flatnonzero(block == key) + lo).tolist():
+                    m = self._meta(str(read_row(self.items.ids, r)))
+                    if m is not None:
+                        out.append((m[1], m[2], r))
+                continue
+            titles = np.char.lower(np.asarray(self.items._titles[lo:hi]))
+            for r in (np.flatnonzero(np.char.startswith(titles, key)) + lo).tolist():
+                title = str(read_row(self.items._titles, r))
+                se = episode_of(title)
+                if se is not None and series_of(title) == key:
+                    out.append((se[0], se[1], r))
+        out.sort()
+        if len(self._siblings_cache) >= 256:
+            self._siblings_cache.clear()
+        self._siblings_cache[key] = out
+        return out
+
+    def _episode_label(self, item_id: str) -> str:
+        m = self._meta(item_id)
+        if m is None:
+            return ""
+        return f"E{m[2]}" if m[1] == 1 else f"S{m[1]} E{m[2]}"
+
+    def _show(self, item_id: str) -> str:
+        """The show's name for reasons and row titles ("Because you watched" + the show)."""
+        series = getattr(self.items, "series", None)
+        row = self._row(item_id)
+        if series is not None and row >= 0 and str(series[row] or ""):
+            return str(series[row])
+        return show_title(self._title(item_id))
+
+    def _continue_picks(self, profile_id: str, resume, aff, history_ids: list[str]) -> list[_Pick]:
+        """Resume points and Up next cards, most recent first. Up next: for each series whose
+        most recent activity is a finished episode, the next episode not finished yet (not
+        one being resumed: that one is a resume card already)."""
+        dated = [(r.last_ts, self._pick(r.item_id, f"Resume at {r.completion:.0%}",
+                                        progress=r.completion, kind="continue"))
+                 for r in resume]
+        resuming = {r.item_id for r in resume}
+        hidden = self.history.flags(profile_id, "hidden_continue")  # removed Up next cards
+        finished = {history_ids[i] for i in np.flatnonzero(aff.finished).tolist()}
+        # the latest activity per series, over the history's episodes (newest first)
+        latest: dict[str, int] = {}
+        for i in np.argsort(-aff.last_ts, kind="stable").tolist():
+            m = self._meta(history_ids[i])
+            if m is not None and m[0] not in latest:
+                latest[m[0]] = i
+        for key, i in latest.items():
+            item = history_ids[i]
+            if item not in finished:
+                continue
+            _, season, episode = self._meta(item)
+            for sn, ep, r in self._siblings(key):
+                if (sn, ep) <= (season, episode):
+                    continue
+                nxt = str(read_row(self.items.ids, r))
+                if nxt in finished:
+                    continue
+                if nxt not in resuming and nxt not in hidden:
+                    dated.append((float(aff.last_ts[i]), self._pick(
+                        nxt, f"Up next: {self._episode_label(nxt)}", kind="next")))
+                break
+        dated.sort(key=lambda d: -d[0])
+        return [p for _, p in dated]
+
+    def _new_episodes(self, aff, history_ids: list[str], h_rows: np.ndarray,
+                      shown: set[str]) -> list[_Pick]:
+        """Episodes of followed series (one of its episodes started) that are new: released
+        after the latest episode the profile watched, new to the catalog (no co-watch data
+        yet: cold), not watched, not on screen already (the Up next card)."""
+        started = np.asarray(aff.completion) > 0
+        followed: dict[str, int] = {}  # series -> newest release watched
+        release = np.asarray(self.items.release)
+        for i in np.flatnonzero(started[:len(h_rows)] & (h_rows[:len(started)] >= 0)).tolist():
+            m = self._meta(history_ids[i])
+            row = int(h_rows[i])
+            if m is not None:
+                followed[m[0]] = max(followed.get(m[0], -1), int(release[row]))
+        history = set(history_ids)
+        out = []
+        for key, newest in followed.items():
+            for _, _, r in self._siblings(key):
+                if self._warm[r] or int(release[r]) <= newest:
+                    continue
+                item = str(read_row(self.items.ids, r))
+                if item not in history and item not in shown:
+                    out.append((-int(release[r]), item))
+        out.sort()
+        return [self._pick(item, f"New episode of {self._show(item)}", kind="new_episode")
+                for _, item in out]
+
+    def _popular(self, exclude: set[str], flt: _Filter | None = None) -> list[tuple[str, float]]:
         """The most popular warm items not in ``exclude``. Popularity is fixed per bundle, so
         its order is sorted once and walked (O(row) per call instead of O(catalog))."""
         want = 3 * self.row_length
@@ -333,15 +679,19 @@ class Engine:
             self._popular_head = list(zip(gather_rows(ids, head).tolist(),
                                           np.asarray(pop)[head].astype(float).tolist()))
         out = []
+        allowed = flt.allowed if flt is not None else None
         for item, score in self._popular_head:
-            if item not in exclude:
+            if item not in exclude and (allowed is None or allowed[self._row(item)]):
                 out.append((item, score))
                 if len(out) == want:
                     return out
         if self._popular_order is None:
             warm = np.flatnonzero(self._warm)
             self._popular_order = warm[np.argsort(-np.asarray(pop)[warm], kind="stable")]
-        for r in self._popular_order[len(self._popular_head):].tolist():
+        rest = self._popular_order[len(self._popular_head):]
+        if allowed is not None:
+            rest = rest[allowed[rest]]
+        for r in rest.tolist():
             item = str(read_row(ids, r))
             if item not in exclude:
                 out.append((item, float(pop[r])))
@@ -350,17 +700,20 @@ class Engine:
         return out
 
     def _add_row(self, rows: list[Row], shown: set[str], titles: dict[str, str], kind: str,
-                 title: str, picks: Sequence[_Pick], min_len: int = MIN_ROW) -> None:
-        picks = [p for p in picks if p.item_id not in shown][: self.row_length]
+                 title: str, picks: Sequence[_Pick], min_len: int = MIN_ROW,
+                 flt: _Filter | None = None) -> None:
+        # The profile's filter is applied here, at the one door every row goes through.
+        picks = [p for p in picks if p.item_id not in shown and self._may_show(p.item_id, flt)]
+        picks = picks[: self.row_length]
         if len(picks) >= min_len:
             cards = []
             for p in picks:
                 reason = p.reason
                 if p.because is not None:
                     if p.because not in titles:
-                        titles[p.because] = self._title(p.because)
+                        titles[p.because] = self._show(p.because)
                     reason = reason.format(titles[p.because])
-                cards.append(self.card(p.item_id, reason, p.score, p.progress))
+                cards.append(self.card(p.item_id, reason, p.score, p.progress, p.kind))
             rows.append(Row(kind, title, tuple(cards)))
             shown.update(c.item_id for c in cards)
 
@@ -397,20 +750,26 @@ class Engine:
         if key is None:
             if len(self._series_cache) >= 8192:
                 self._series_cache.clear()
-            key = self._series_cache[item_id] = series_of(self._title(item_id))
+            m = self._meta(item_id)
+            key = self._series_cache[item_id] = m[0] if m is not None \
+                else series_of(self._title(item_id))
         return key
 
-    def _anchors(self, aff, history_ids: list[str]) -> list[str]:
+    def _anchors(self, aff, history_ids: list[str], flt: _Filter | None = None) -> list[str]:
         """Up to BECAUSE_ROWS history items that deserve their own row: warm catalog items the
-        profile liked, finished or mostly watched, strongest (recency-weighted) first."""
+        profile liked, finished or mostly watched, strongest (recency-weighted) first, one per
+        show (the rows are titled by the show)."""
         order = np.argsort(-aff.affinity, kind="stable")
-        out = []
+        out: list[str] = []
+        shows: set[str] = set()
         for i in order:
             if aff.affinity[i] <= 0 or aff.completion[i] < 0.5:
                 continue
             row = self._row(history_ids[i])
-            if row >= 0 and self._warm[row]:
+            if row >= 0 and self._warm[row] and self._may_show(history_ids[i], flt) \
+                    and self._series(history_ids[i]) not in shows:  # one row per show
                 out.append(history_ids[i])
+                shows.add(self._series(history_ids[i]))
             if len(out) == BECAUSE_ROWS:
                 break
         return out
@@ -444,7 +803,7 @@ class Engine:
         return ids, unit(emb[known]), np.asarray(affinity, np.float64)[known], local
 
     def _new_for_you(self, history_ids: list[str], affinity: np.ndarray, exclude: set[str],
-                     exclude_rows: np.ndarray) -> list[_Pick]:
+                     exclude_rows: np.ndarray, flt: _Filter | None = None) -> list[_Pick]:
         """``exclude_rows``: the bundle rows of ``exclude``; the history's come first."""
         cold_ids, cold_emb = self._cold_matrix()
         h_ids, h_emb, h_w, local = self._history_embeddings(
@@ -454,6 +813,11 @@ class Engine:
             cand_ids = cold_ids + [str(i) for i in local.item_ids]
             cand_emb = np.vstack([cold_emb, unit(local.embeddings)])
         keep = self._not_excluded(cand_ids, exclude, exclude_rows)
+        if flt is not None and flt.allowed is not None:
+            n_cold = len(cold_ids)
+            keep[:n_cold] &= flt.allowed[self._cold_rows]
+            for j in range(n_cold, len(cand_ids)):
+                keep[j] = keep[j] and self._may_show(cand_ids[j], flt)
         if not keep.any():
             return []
         idx = np.flatnonzero(keep)
@@ -570,12 +934,43 @@ class Engine:
         out[none] = np.nan
         return out
 
+    # ------------------------------------------------------------------ listings
+
+    def listing(self, profile_id: str, genre: str | None = None, n: int = 48) -> list[Card]:
+        """A browse listing for a profile (a genre page, or everything), most popular first:
+        what a launcher shows under "Sports" or "All programmes". The profile's filter holds
+        here too: nothing it is not interested in, nothing above a kids profile's rating."""
+        flt = self._filter(profile_id, self.history.profile(profile_id).kids_max_maturity)
+        pop = np.asarray(self.table.popularity)
+        rows = np.arange(self.bundle.n_items)
+        if flt.allowed is not None:
+            rows = rows[flt.allowed]
+        if genre is not None:
+            code = self._genre_vocab.get(genre)
+            if code is None or code >= len(self._bundle_genres):
+                return []
+            rows = rows[(self._codes[rows] == code).any(axis=1)]
+        out = []
+        for r in rows[np.argsort(-pop[rows], kind="stable")].tolist():
+            item = str(read_row(self.items.ids, r))
+            if item not in flt.blocked:
+                out.append(self.card(item, genre.title() if genre else "In the catalog",
+                                     float(pop[r])))
+                if len(out) == n:
+                    break
+        return out
+
     # ------------------------------------------------------------------ details page
 
-    def similar(self, item_id: str, n: int = ROW_LENGTH) -> list[Card]:
+    def similar(self, item_id: str, n: int = ROW_LENGTH, profile_id: str | None = None) -> list[Card]:
         """Programmes like ``item_id`` for its details page: co-watch neighbours first (warm
-        items), then content neighbours (any item with an embedding). Raises UnknownItemError."""
+        items), then content neighbours (any item with an embedding). With ``profile_id``,
+        what that profile may not see (not interested; above a kids profile's rating) is left
+        out. Raises UnknownItemError (and UnknownProfileError)."""
         self.card(item_id)  # unknown -> UnknownItemError
+        flt = None
+        if profile_id is not None:
+            flt = self._filter(profile_id, self.history.profile(profile_id).kids_max_maturity)
         out: list[Card] = []
         seen = {item_id}
         # At most SERIES_CAP episodes of any one series, the item's own included: an episode's
@@ -590,7 +985,8 @@ class Engine:
                 if nb[j] < 0 or w[j] <= 0:
                     continue
                 other = str(read_row(self.items.ids, int(nb[j])))
-                if other not in seen and self._series_room(per_series, other):
+                if other not in seen and self._may_show(other, flt) \
+                        and self._series_room(per_series, other):
                     out.append(self.card(other, "Viewers also watched", float(w[j])))
                     seen.add(other)
                 if len(out) >= n:
@@ -611,12 +1007,17 @@ class Engine:
             sims = np.concatenate([sims, unit(local.embeddings) @ q])
         # Candidates skipped: those already seen, and episodes over the series cap (a few per
         # series shown); 8x the cards still needed covers that without sorting everything.
-        k = min(len(sims), 8 * (n - len(out)) + len(seen))
+        if flt is not None and flt.allowed is not None:  # a kids profile: rated rows only
+            sims[:n_cat][~flt.allowed] = -np.inf
+        k = min(len(sims), 8 * (n - len(out)) + len(seen) + (len(flt.blocked) if flt else 0))
         # descending, ties in catalog-then-local order (what a stable sort gives)
         for r in _top_k(sims, k, np.zeros(len(sims))).tolist() if k > 0 else []:
+            if not np.isfinite(sims[r]):
+                break
             other = str(read_row(self.items.ids, r)) if r < n_cat \
                 else str(local.item_ids[r - n_cat])
-            if other not in seen and self._series_room(per_series, other):
+            if other not in seen and self._may_show(other, flt) \
+                    and self._series_room(per_series, other):
                 out.append(self.card(other, "Similar in look and sound", float(sims[r])))
                 seen.add(other)
             if len(out) >= n:

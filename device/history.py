@@ -36,6 +36,7 @@ import functools
 import json
 import math
 import numbers
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -65,6 +66,10 @@ __all__ = [
     "Profile",
     "ResumePoint",
     "SCHEMA_VERSION",
+    "FLAGS",
+    "PROFILE_TABLES",
+    "WATCH_THRESHOLDS",
+    "WatchThresholds",
 ]
 
 #: Every kind of event :meth:`History.record` accepts.
@@ -75,10 +80,58 @@ BUSY_TIMEOUT_S = 5.0
 POSITION_TOLERANCE_S = 1.0
 #: A timestamp may be this far ahead of the box's clock (clocks of remotes and apps drift).
 FUTURE_SKEW_S = 60.0
-#: Completion from which an item counts as finished (end credits rarely get watched).
+#: Completion at which the credits are taken to start when the catalog does not say (end
+#: credits rarely get watched); kept for callers of the old name.
 FINISHED_AT = 0.95
-#: Below this completion an item was only sampled, not started, so it is not worth resuming.
+#: Below this completion an item was only sampled, not started (kept for the old name).
 RESUME_FROM = 0.03
+#: What the card actions of the home screen store per profile and item (table ``item_flags``).
+FLAGS = ("hidden_continue", "not_interested", "my_list")
+
+
+@dataclass(frozen=True)
+class WatchThresholds:
+    """When a programme counts as *started* and as *finished*: the one setting behind Continue
+    watching, Up next and "watched" (after Android TV's Watch Next rules).
+
+    - started: position >= min(3% of the duration, 2 minutes) -- a 20-minute cartoon after
+      36 s, a 2-hour film after 2 minutes. Below it the programme was only sampled.
+    - finished: a ``finish`` event, or position >= min(credits, duration - 3 minutes), where
+      the credits start at ``credits_fraction`` of the duration (the bundle has no credits
+      marks yet). The 3-minute rule applies only while it leaves at least half of the
+      programme (a 5-minute clip finishes at its credits, not at once).
+    """
+
+    started_fraction: float = RESUME_FROM
+    started_seconds: float = 120.0
+    credits_fraction: float = FINISHED_AT
+    finished_remaining_s: float = 180.0
+
+    def started_at(self, duration):
+        """Seconds (scalar or array) from which a programme of ``duration`` is started."""
+        return np.minimum(self.started_fraction * np.asarray(duration, dtype=np.float64),
+                          self.started_seconds)
+
+    def started_s(self, duration: float) -> float:
+        """:meth:`started_at` for one duration, in plain floats (the per-item loops)."""
+        return min(self.started_fraction * duration, self.started_seconds)
+
+    def finished_s(self, duration: float) -> float:
+        """:meth:`finished_at` for one duration, in plain floats."""
+        credits = self.credits_fraction * duration
+        left = duration - self.finished_remaining_s
+        return min(credits, left) if left >= 0.5 * duration else credits
+
+    def finished_at(self, duration):
+        """Seconds (scalar or array) from which a programme of ``duration`` is finished."""
+        d = np.asarray(duration, dtype=np.float64)
+        credits = self.credits_fraction * d
+        left = d - self.finished_remaining_s
+        return np.where(left >= 0.5 * d, np.minimum(credits, left), credits)
+
+
+#: The thresholds the box uses unless a History is given others.
+WATCH_THRESHOLDS = WatchThresholds()
 
 _SECONDS_PER_DAY = 86400.0
 _CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
@@ -130,16 +183,41 @@ def _v1_create_tables(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _v2_card_actions_and_kids(db: sqlite3.Connection) -> None:
+    """Version 2: per-card actions (``item_flags``), kids profiles (a maximum maturity rating
+    per profile) and an item's maturity rating (minimum age) when the launcher knows one."""
+    flags = ", ".join(f"'{f}'" for f in FLAGS)
+    for statement in (
+        "ALTER TABLE profiles ADD COLUMN kids_max_maturity INTEGER "
+        "CHECK (kids_max_maturity IS NULL OR kids_max_maturity >= 0)",
+        "ALTER TABLE items ADD COLUMN maturity INTEGER CHECK (maturity IS NULL OR maturity >= 0)",
+        f"""
+        CREATE TABLE item_flags (
+            profile_id TEXT NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            flag TEXT NOT NULL CHECK (flag IN ({flags})),
+            ts REAL NOT NULL,
+            PRIMARY KEY (profile_id, flag, item_id)
+        ) WITHOUT ROWID
+        """,
+    ):
+        db.execute(statement)
+
+
 #: Migration ``i`` takes a database at ``user_version == i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create_tables]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_create_tables,
+                                                          _v2_card_actions_and_kids]
 #: The ``PRAGMA user_version`` this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
-_OUR_TABLES = {"profiles", "items", "events"}
+_OUR_TABLES = {"profiles", "items", "events", "item_flags"}
+#: Every table holding something about one profile, and its profile column: what ``export``
+#: returns and ``clear`` forgets (a test lists the schema and checks nothing is missing).
+PROFILE_TABLES = {"events": "profile_id", "item_flags": "profile_id"}
 
 _UPSERT_ITEM_SQL = """
 INSERT INTO items (id, title, genres, duration, source, media_path, embedding, embedding_scale,
-                   added)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   added, maturity)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     title = excluded.title,
     genres = excluded.genres,
@@ -147,14 +225,17 @@ ON CONFLICT (id) DO UPDATE SET
     source = excluded.source,
     media_path = excluded.media_path,
     embedding = excluded.embedding,
-    embedding_scale = excluded.embedding_scale
+    embedding_scale = excluded.embedding_scale,
+    maturity = COALESCE(excluded.maturity, items.maturity)
 """
 
 _AFFINITY_SQL = """
 SELECT item_id,
        MAX(position / duration) AS watched,
        MAX(kind = 'finish') AS finish_event,
-       MAX(ts) AS last_ts
+       MAX(ts) AS last_ts,
+       MAX(position) AS furthest,
+       MAX(duration) AS duration
 FROM events
 WHERE profile_id = :profile
 GROUP BY item_id
@@ -189,6 +270,7 @@ class Profile:
     display_name: str
     created: float
     history_paused: bool
+    kids_max_maturity: int | None = None  # a kids profile sees nothing rated above this age
 
 
 @dataclass(frozen=True)
@@ -208,6 +290,7 @@ class Item:
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
     embedding_scale: float | None = None
     added: float | None = None
+    maturity: int | None = None  # minimum age in years; None = unrated
 
 
 @dataclass(frozen=True)
@@ -380,6 +463,7 @@ def _item_row(item: Item | Mapping[str, Any], now: float) -> tuple:
         media_path = str(media_path)
     blob, scale = _encode_embedding(item_id, get("embedding", None), get("embedding_scale", None))
     added = _real(get("added", None))
+    maturity = _maturity(f"item {item_id!r}", get("maturity", None))
     return (
         item_id,
         title,
@@ -390,7 +474,18 @@ def _item_row(item: Item | Mapping[str, Any], now: float) -> tuple:
         blob,
         scale,
         now if added is None else added,
+        maturity,
     )
+
+
+def _maturity(what: str, value: Any) -> int | None:
+    """A maturity rating: None (unrated) or a minimum age in whole years (0, 7, 12, 16, 18...)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= 99:
+        raise HistoryError(f"{what}: maturity must be a minimum age in years (0-99) or None, "
+                           f"got {value!r}")
+    return int(value)
 
 
 # --------------------------------------------------------------------------- History
@@ -421,9 +516,11 @@ class History:
     :meth:`close`.
     """
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time):
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time,
+                 thresholds: WatchThresholds = WATCH_THRESHOLDS):
         self.path = str(path)
         self._clock = clock
+        self.thresholds = thresholds
         # Our own queries go straight to sqlite3; ``db`` (sqlite_utils) is built only when
         # someone asks for it. Importing sqlite_utils pulls in click, pluggy, dateutil and
         # tabulate: ~9 MB of the box's engine process and ~45 ms of its cold start.
@@ -481,6 +578,15 @@ class History:
     # ----------------------------------------------------------------- opening
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            # Owner-only from the first byte: SQLite gives the -wal and -shm files the
+            # database file's permissions, so creating it 0600 covers all three.
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as err:
+                raise HistoryError(f"{self.path}: cannot open ({err.strerror})") from err
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
         except sqlite3.Error as err:
@@ -494,6 +600,9 @@ class History:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA recursive_triggers = ON")  # as sqlite_utils.Database sets it
+            # A deleted event is overwritten with zeros, not just unlinked: what `clear`
+            # forgets cannot be read back from the file's free pages.
+            conn.execute("PRAGMA secure_delete = ON")
             if self.path != ":memory:":
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
@@ -593,15 +702,17 @@ class History:
 
     def _get_profile(self, profile_id: str) -> Profile:
         row = self._conn.execute(
-            "SELECT id, display_name, created, history_paused FROM profiles WHERE id = ?",
+            "SELECT id, display_name, created, history_paused, kids_max_maturity FROM profiles "
+            "WHERE id = ?",
             [profile_id],
         ).fetchone()
         if row is None:
             raise UnknownProfileError(f"profile {profile_id!r}: no such profile on this box")
-        return Profile(row[0], row[1], row[2], bool(row[3]))
+        return Profile(row[0], row[1], row[2], bool(row[3]), row[4])
 
     @_sqlite_errors
-    def add_profile(self, profile_id: str, display_name: str | None = None) -> Profile:
+    def add_profile(self, profile_id: str, display_name: str | None = None, *,
+                    kids_max_maturity: int | None = None) -> Profile:
         """Add a profile; idempotent.
 
         Adding an existing profile changes nothing (not even its display name) and returns it.
@@ -612,15 +723,74 @@ class History:
             Non-empty string.
         display_name
             Defaults to ``profile_id``.
+        kids_max_maturity
+            A kids profile: the highest maturity rating (minimum age in years) it may see.
+            None: not a kids profile. Change it later with :meth:`set_kids_max_maturity`.
         """
         _check_id("profile", profile_id)
+        kids = _maturity(f"profile {profile_id!r}: kids_max_maturity", kids_max_maturity)
         with self._write():
             self._conn.execute(
-                "INSERT OR IGNORE INTO profiles (id, display_name, created, history_paused) "
-                "VALUES (?, ?, ?, 0)",
-                [profile_id, display_name or profile_id, float(self._clock())],
+                "INSERT OR IGNORE INTO profiles (id, display_name, created, history_paused, "
+                "kids_max_maturity) VALUES (?, ?, ?, 0, ?)",
+                [profile_id, display_name or profile_id, float(self._clock()), kids],
             )
         return self.profile(profile_id)
+
+    @_sqlite_errors
+    def set_kids_max_maturity(self, profile_id: str, max_maturity: int | None) -> Profile:
+        """Make a profile a kids profile (the highest rating it may see), or not (None)."""
+        kids = _maturity(f"profile {profile_id!r}: kids_max_maturity", max_maturity)
+        with self._write():
+            self._get_profile(profile_id)
+            self._conn.execute("UPDATE profiles SET kids_max_maturity = ? WHERE id = ?",
+                               [kids, profile_id])
+        return self.profile(profile_id)
+
+    # ----------------------------------------------------------------- card actions
+
+    @_sqlite_errors
+    def set_flag(self, profile_id: str, item_id: str, flag: str, on: bool = True,
+                 *, timestamp: float | None = None) -> None:
+        """Set (or, with ``on=False``, remove) one of :data:`FLAGS` on an item for a profile.
+
+        ``hidden_continue``: removed from Continue watching until played again (the resume
+        point stays in the events); ``not_interested``: never recommended again;
+        ``my_list``: on the profile's list. Setting a flag again moves its time to now.
+        """
+        if flag not in FLAGS:
+            raise HistoryError(f"unknown flag {flag!r} (expected one of {', '.join(FLAGS)})")
+        ts = float(self._clock() if timestamp is None else timestamp)
+        with self._write():
+            self._get_profile(profile_id)
+            if not on:
+                self._conn.execute(
+                    "DELETE FROM item_flags WHERE profile_id = ? AND flag = ? AND item_id = ?",
+                    [profile_id, flag, item_id])
+                return
+            if self._conn.execute("SELECT 1 FROM items WHERE id = ?", [item_id]).fetchone() is None:
+                raise UnknownItemError(f"profile {profile_id!r}: item {item_id!r} is neither in "
+                                       "the catalog nor a local item")
+            self._conn.execute(
+                "INSERT INTO item_flags (profile_id, item_id, flag, ts) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (profile_id, flag, item_id) DO UPDATE SET ts = excluded.ts",
+                [profile_id, item_id, flag, ts])
+
+    @_sqlite_errors
+    def flags(self, profile_id: str, flag: str) -> dict[str, float]:
+        """item id -> when the flag was set, newest first (cached until the database changes)."""
+        if flag not in FLAGS:
+            raise HistoryError(f"unknown flag {flag!r} (expected one of {', '.join(FLAGS)})")
+        self._get_profile(profile_id)
+        return dict(self._cached(("flags", profile_id, flag), lambda: self._conn.execute(
+            "SELECT item_id, ts FROM item_flags WHERE profile_id = ? AND flag = ? "
+            "ORDER BY ts DESC, item_id", [profile_id, flag]).fetchall()))
+
+    @_sqlite_errors
+    def maturities(self) -> dict[str, int]:
+        """item id -> maturity rating, for the items whose rating the box was told."""
+        return dict(self._cached(("maturity",), lambda: self._conn.execute(
+            "SELECT id, maturity FROM items WHERE maturity IS NOT NULL").fetchall()))
 
     @_sqlite_errors
     def profile(self, profile_id: str) -> Profile:
@@ -631,7 +801,8 @@ class History:
     def profiles(self) -> list[Profile]:
         """Every profile, oldest first."""
         return [
-            Profile(row["id"], row["display_name"], row["created"], bool(row["history_paused"]))
+            Profile(row["id"], row["display_name"], row["created"], bool(row["history_paused"]),
+                    row["kids_max_maturity"])
             for row in self._query("SELECT * FROM profiles ORDER BY created, id")
         ]
 
@@ -665,10 +836,35 @@ class History:
 
     @_sqlite_errors
     def clear(self, profile_id: str) -> int:
-        """Delete every event of the profile (the profile itself stays); returns how many."""
+        """Forget everything the profile did: its events and card actions (every table of
+        :data:`PROFILE_TABLES`); the profile itself and its settings stay. Returns how many
+        events were deleted.
+
+        Nothing stays recoverable in the file: deleted rows are zeroed (``secure_delete``) and
+        the WAL, which still holds the pages as they were, is checkpointed into the file and
+        truncated.
+        """
         with self._write():
             self._get_profile(profile_id)
-            return self._conn.execute("DELETE FROM events WHERE profile_id = ?", [profile_id]).rowcount
+            n = 0
+            for table, column in PROFILE_TABLES.items():
+                count = self._conn.execute(f"DELETE FROM {table} WHERE {column} = ?",
+                                           [profile_id]).rowcount
+                n += count if table == "events" else 0
+        self._checkpoint()
+        return n
+
+    def _checkpoint(self, attempts: int = 20) -> bool:
+        """Fold the WAL into the database file and truncate it to zero bytes. A reader that
+        holds an old snapshot blocks the truncation; retried for up to ~1 s."""
+        if self.path == ":memory:":
+            return True
+        for _ in range(attempts):
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            time.sleep(0.05)
+        return False
 
     @_sqlite_errors
     def export(self, profile_id: str) -> dict[str, Any]:
@@ -677,10 +873,22 @@ class History:
         Returns
         -------
         dict
-            ``{"schema_version", "exported_at", "profile": {...}, "events": [...]}``; each event
-            carries its item's title. Events are oldest first.
+            ``{"schema_version", "exported_at", "profile": {...}, "events": [...],
+            "item_flags": [...]}``; each event carries its item's title. Events are oldest
+            first; flags (card actions: :data:`FLAGS`) by kind, then time.
         """
         profile = self.profile(profile_id)
+        flags = [
+            {"item_id": row["item_id"], "title": row["title"], "flag": row["flag"], "ts": row["ts"]}
+            for row in self._query(
+                """
+                SELECT f.item_id, i.title, f.flag, f.ts
+                FROM item_flags f JOIN items i ON i.id = f.item_id
+                WHERE f.profile_id = ? ORDER BY f.flag, f.ts, f.item_id
+                """,
+                [profile_id],
+            )
+        ]
         events = [
             {
                 "id": row["id"],
@@ -708,8 +916,10 @@ class History:
                 "display_name": profile.display_name,
                 "created": profile.created,
                 "history_paused": profile.history_paused,
+                "kids_max_maturity": profile.kids_max_maturity,
             },
             "events": events,
+            "item_flags": flags,
         }
 
     # ----------------------------------------------------------------- items
@@ -795,6 +1005,7 @@ class History:
             embedding=_decode_embedding(row["embedding"], row["embedding_scale"]),
             embedding_scale=row["embedding_scale"],
             added=row["added"],
+            maturity=row["maturity"],
         )
 
     @_sqlite_errors
@@ -1038,7 +1249,8 @@ class History:
 
         - ``completion`` = max(position / duration), clipped to [0, 1], or 1 with a finish event
           (0 when no event had a position);
-        - ``finished`` = a finish event, or completion >= 0.95;
+        - ``finished`` = a finish event, or a position past :meth:`WatchThresholds.finished_at`
+          (the credits, or 3 minutes before the end);
         - ``liked`` = the latest like/dislike: +1, -1, or 0 if none;
         - ``last_ts`` = the latest event's timestamp.
 
@@ -1075,12 +1287,15 @@ class History:
         watched = np.array([np.nan if row[1] is None else row[1] for row in rows], dtype=np.float64)
         finish_event = np.array([bool(row[2]) for row in rows], dtype=bool)
         last_ts = np.array([row[3] for row in rows], dtype=np.float64)
+        furthest = np.array([np.nan if row[4] is None else row[4] for row in rows], dtype=np.float64)
+        duration = np.array([row[5] for row in rows], dtype=np.float64)
         liked = np.array([{"like": 1, "dislike": -1}.get(opinion.get(row[0]), 0) for row in rows],
                          dtype=np.int8)
 
         completion = np.clip(np.nan_to_num(watched, nan=0.0), 0.0, 1.0)
         completion[finish_event] = 1.0
-        finished = finish_event | (completion >= FINISHED_AT)
+        finished = finish_event | (np.nan_to_num(furthest, nan=-1.0)
+                                   >= self.thresholds.finished_at(duration))
         strength = (0.25 + 0.75 * completion) * np.where(finished, 1.5, 1.0)
         strength *= np.where(liked == 1, 2.0, 1.0)
         age_days = np.maximum(now - last_ts, 0.0) / _SECONDS_PER_DAY
@@ -1100,9 +1315,12 @@ class History:
         """Items to offer for resuming, most recently watched first.
 
         An item qualifies when its latest event with a position (or its latest finish) is not a
-        finish and puts it between 3% and 95% of its duration, and the latest opinion on it is
-        not a dislike. It resumes at that latest position, so a rewind is honoured and a rewatch
-        after finishing counts as a new session.
+        finish and puts it between started and finished (:class:`WatchThresholds`: 3% or 2
+        minutes in, before the credits or the last 3 minutes), the latest opinion on it is not a
+        dislike, it is not marked *not interested*, and it was not removed from Continue
+        watching since (``hidden_continue``; playing it again brings it back). It resumes at
+        that latest position, so a rewind is honoured and a rewatch after finishing counts as a
+        new session.
         """
         self._get_profile(profile_id)
         if not isinstance(limit, int) or limit < 0:
@@ -1119,13 +1337,18 @@ class History:
         ):
             latest[item_id] = (kind, position, duration, ts)  # oldest first: the latest wins
         opinion = self._opinions(profile_id)
+        hidden = self.flags(profile_id, "hidden_continue")
+        never = self.flags(profile_id, "not_interested")
+        th = self.thresholds
         points = sorted(
             (
                 (-ts, item_id, position, duration)
                 for item_id, (kind, position, duration, ts) in latest.items()
                 if kind != "finish"
-                and RESUME_FROM * duration <= position < FINISHED_AT * duration
+                and th.started_s(duration) <= position < th.finished_s(duration)
                 and opinion.get(item_id) != "dislike"
+                and item_id not in never
+                and hidden.get(item_id, -math.inf) < ts
             )
         )[:limit]
         ids = [p[1] for p in points]

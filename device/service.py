@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from device._version import __version__
 from device.errors import TvrecError
 
 __all__ = ["ROWS_FORMAT_VERSION", "RowWriter", "main", "profile_file", "record_event",
@@ -98,12 +99,25 @@ def _rows_json(rows: list) -> list[dict]:
     return [dataclasses.asdict(r) for r in rows]
 
 
-def print_home(bundle_path, db, profile: str, *, as_json: bool = False) -> None:
+def print_home(bundle_path, db, profile: str | None, *, as_json: bool = False,
+               viewer_log: str | os.PathLike | None = None, user: str | None = None) -> None:
     """One profile's home rows on stdout (created if missing): ``tvrec recommend`` and
-    ``tvrec-device recommend`` both print through this."""
+    ``tvrec-device recommend`` both print through this. With ``viewer_log`` and ``user``, the
+    profile (default ``user-<ID>``) is first seeded with that user's earliest 75% of the log
+    (:mod:`device.replay`)."""
     from device.engine import Engine
 
     with Engine(bundle_path, db) as engine:
+        if viewer_log is not None:
+            from device.replay import seed_profile
+
+            report = seed_profile(engine, viewer_log, str(user), profile)
+            profile = report["profile"]
+            print(f"replayed user {user} of {viewer_log} as profile {profile!r}: "
+                  f"{report['seeded']} of {report['rows']} rows seeded (earliest 75%), "
+                  f"{report['skipped_unknown']} not in the bundle"
+                  + (" (already seeded: kept)" if report["already"] else ""),
+                  file=sys.stderr)
         if profile not in {p.id for p in engine.history.profiles()}:
             create_profile_noted(engine, profile)
         rows = engine.home(profile)
@@ -156,7 +170,8 @@ class RowWriter:
         self.engine = None
         self.bundle_path: Path | None = None
         self._seen: tuple | None = None
-        self.out.mkdir(parents=True, exist_ok=True)
+        # Owner-only: the rows say what this household watches (a fresh folder gets 0700).
+        self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._open()
 
     def _open(self) -> None:
@@ -347,17 +362,26 @@ def _bundle_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bundle", help="a bundle folder (instead of a store)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``; reads the schema version only when asked (device.history imports numpy,
+    and building the parser must stay light)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from device.history import SCHEMA_VERSION
+
+        print(f"tvrec-device {__version__} (history schema {SCHEMA_VERSION}, rows format "
+              f"{ROWS_FORMAT_VERSION})")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from device._version import __version__
-    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+    from device.commandline import DEFAULT_TRUSTED_KEYS
     from device.commandline import OneLineParser
-    from device.history import SCHEMA_VERSION
 
     parser = OneLineParser(prog="tvrec-device",
                                      description="tvrec on the box: bundles and home-screen rows")
-    parser.add_argument("--version", action="version",
-                        version=f"tvrec-device {__version__} (history schema "
-                        f"{SCHEMA_VERSION}, rows format {ROWS_FORMAT_VERSION})")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the version, the history schema and the rows format, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     i = sub.add_parser("install", help="verify (signature, sha256) and atomically install a bundle")
     i.add_argument("source", help="bundle folder or .tar.gz")

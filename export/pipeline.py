@@ -293,22 +293,15 @@ def write_step(out, items: dict[str, Any], learned: Learned, embeddings: np.ndar
 
 
 def sign_step(bundle_dir: Path, signing_key) -> dict[str, Any] | None:
-    """Sign the bundle's manifest with the fleet key (``--signing-key``); None without a key.
-
-    The signature scheme lives with the bundle format (``device.bundle``); until it provides
-    ``sign_bundle``, asking for a signature is refused rather than silently skipped.
-    """
+    """Sign the bundle's manifest with the fleet's Ed25519 key (``--signing-key``;
+    :func:`device.bundle.sign_bundle`); None without a key. Returns the signature's facts
+    (``key_id``, ``bundle_version``, ...)."""
     if signing_key is None:
         return None
-    import device.bundle as bundle_format
-    from device.errors import BundleError
+    from device.bundle import sign_bundle
 
-    sign = getattr(bundle_format, "sign_bundle", None)
-    if sign is None:
-        raise BundleError(f"{signing_key}: this tvrec cannot sign bundles yet (no "
-                          "device.bundle.sign_bundle); build without --signing-key")
-    result = sign(bundle_dir, signing_key)
-    return result if isinstance(result, dict) else {"key": str(signing_key)}
+    result = sign_bundle(bundle_dir, signing_key)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in result.items()}
 
 
 # --------------------------------------------------------------------------- conductor

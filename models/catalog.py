@@ -6,6 +6,9 @@
       catalog.json               manifest (written last, atomically: no manifest = incomplete)
       interactions.csv           training logs: before the log cut-off, warm items only
       interactions_future.csv    after the cut-off, warm and cold items (cold-start evaluation)
+      interactions_dayparts.csv, interactions_future_dayparts.csv
+                                 the same viewing at the hours the households' daypart habits
+                                 put it (see "Daypart habits"); time-of-day evaluation
       latent.json                the simulator's hidden truth (style vectors, popularity, series,
                                  profile style centres) for diagnostics -- never a feature
       media/p0001.mp4 ...        H.264 + AAC clips, 6-10 s, 160x120 @ 12 fps, mono 16 kHz
@@ -34,6 +37,18 @@ Completion and like/dislike rise with the same match (genre taste, style damped 
 Time: logs span ``DAYS`` days from ``START_TS``; the log cut-off is day ``CUTOFF_DAY``. Items
 are ordered by release; the last ``COLD_FRACTION`` of them are released after the cut-off
 (``cold``), so they have no training events.
+
+Daypart habits
+--------------
+In ``interactions.csv`` the hour of a viewing is drawn from one prime-time curve for everyone,
+whatever is watched: no time structure. Households are not like that (cartoons at breakfast
+and after school, news in the morning and evening, drama and sci-fi in prime time and late).
+:func:`daypart_habits` gives every household, per genre, a habitual hour (from the genre's
+typical dayparts) and a habit strength; :func:`with_daypart_times` moves each viewing, on its
+own day, to an hour drawn from ``(1 - strength) * prime-time curve + strength * habit``. Both
+use their own seeded streams (``default_rng([seed, 6])``, ``default_rng([seed, 7, u])``), so
+every other generated field and stream is exactly what it was; the re-timed logs are written
+beside the originals (same rows, other timestamps).
 """
 
 from __future__ import annotations
@@ -448,6 +463,54 @@ def simulate_viewing(world: _World, seed: int) -> np.ndarray:
     return arr[np.lexsort((arr["item"], arr["profile"], arr["timestamp"]))]
 
 
+# --------------------------------------------------------------------------- daypart habits
+
+#: Typical hours of each genre (a household's habitual hour is drawn near one of them).
+GENRE_HOURS = {
+    "news": (7.5, 19.0), "sports": (15.0, 20.5), "cartoons": (7.5, 16.5), "nature": (18.5, 20.0),
+    "music": (21.5, 23.5), "drama": (21.0, 22.5), "cooking": (12.5, 18.0), "scifi": (22.0, 23.5),
+}
+#: Spread of a habit around its hour (von Mises concentration on the 24-h circle: ~1.8 h).
+HABIT_KAPPA = 8.0
+
+
+def daypart_habits(world: _World, seed: int) -> dict[str, np.ndarray]:
+    """Each household's habitual hour per genre and how strongly it keeps its habits.
+
+    Returns ``{"hour": (P, G) float hours, "strength": (P,) in [0.3, 0.9]}``; drawn from
+    ``default_rng([seed, 6])`` only (no other stream moves)."""
+    rng = np.random.default_rng([seed, 6])
+    P, G = len(world.profile_ids), len(GENRES)
+    hour = np.zeros((P, G))
+    for g, name in enumerate(GENRES):
+        typical = np.array(GENRE_HOURS[name])
+        hour[:, g] = (typical[rng.integers(len(typical), size=P)] + rng.normal(0.0, 0.75, P)) % 24
+    return {"hour": hour, "strength": rng.uniform(0.3, 0.9, P)}
+
+
+def with_daypart_times(rows: np.ndarray, world: _World, habits: dict, seed: int) -> np.ndarray:
+    """``rows`` with each timestamp moved, on its own day, to an hour drawn from the household's
+    habit for the item's primary genre (see the module docstring). Per profile stream
+    ``default_rng([seed, 7, u])``; re-sorted by time like :func:`simulate_viewing`'s output."""
+    out = rows.copy()
+    primary = np.argmax(world.mixtures, axis=1)
+    grid = np.arange(24) + 0.5
+    for u in np.unique(rows["profile"]).tolist():
+        rng = np.random.default_rng([seed, 7, u])
+        sel = np.flatnonzero(rows["profile"] == u)
+        g = primary[rows["item"][sel]]
+        ang = 2 * np.pi * (grid[None, :] - habits["hour"][u, g][:, None]) / 24.0
+        habit = np.exp(HABIT_KAPPA * (np.cos(ang) - 1.0))
+        habit /= habit.sum(axis=1, keepdims=True)
+        s = habits["strength"][u]
+        p = (1.0 - s) * _HOUR_P[None, :] + s * habit
+        cum = np.cumsum(p, axis=1)
+        hours = (rng.random(len(sel))[:, None] > cum).sum(axis=1).clip(0, 23)
+        day = (rows["timestamp"][sel] - START_TS) // DAY
+        out["timestamp"][sel] = START_TS + day * DAY + hours * 3600 + rng.integers(0, 3600, len(sel))
+    return out[np.lexsort((out["item"], out["profile"], out["timestamp"]))]
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -550,6 +613,12 @@ def generate_catalog(
     assert not world.cold[train["item"]].any(), "a cold item leaked into the training logs"
     _write_text_atomic(os.path.join(out_dir, "interactions.csv"), _csv_text(train, world))
     _write_text_atomic(os.path.join(out_dir, "interactions_future.csv"), _csv_text(future, world))
+    # The same viewing at the households' habitual hours (days unchanged, so the cut-off holds).
+    habits = daypart_habits(world, seed)
+    for name, part in (("interactions_dayparts.csv", train),
+                       ("interactions_future_dayparts.csv", future)):
+        _write_text_atomic(os.path.join(out_dir, name),
+                           _csv_text(with_daypart_times(part, world, habits, seed), world))
 
     if media:
         os.makedirs(os.path.join(out_dir, "media"), exist_ok=True)

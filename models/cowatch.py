@@ -365,8 +365,8 @@ class SparseEASEModel(ItemItemModel):
     """EASE-style ridge regression on a sparse candidate support per item: no N x N array.
 
     Each item's candidates are its ``n_candidates`` best cosine-with-shrinkage co-watch
-    neighbours in the sparse Gram matrix; each item's column is ridge-regressed on its
-    candidates; each row keeps its K largest positive weights; and each column is re-solved on
+    neighbours in the sparse Gram matrix, plus the items that list it among theirs; each item's
+    column is ridge-regressed on its candidates (ridge + dropout-style penalty); each row keeps its K largest positive weights; and each column is re-solved on
     the kept support (the exact optimum for that pattern). Memory grows with the Gram's
     non-zeros. The steps are the public functions of :mod:`models.sparse_ease`, which the Spark
     job reuses.
@@ -376,14 +376,14 @@ class SparseEASEModel(ItemItemModel):
     K : int
         Neighbours per item in the shipped table (rows of ``similarity`` have <= K entries).
     lambda_ : float or "auto"
-        Ridge penalty; ``"auto"`` is :func:`models.sparse_ease.choose_lambda` (twice the
+        Ridge penalty; ``"auto"`` is :func:`models.sparse_ease.choose_lambda` (half the
         popularity-weighted mean item count).
     n_candidates : int
         Candidate support per item before pruning (default 128).
     shrink : float
         Shrinkage of the candidates' cosine score.
-    resolve : bool
-        Re-solve on the kept support (default); ``False`` keeps the candidate solve's weights.
+    dropout : float
+        EDLAE-style penalty per unit of a regressor's count (default 1.0: dropout p = 1/2).
     progress : bool
         tqdm bars on stderr for the per-item solves of large catalogs.
     """
@@ -394,7 +394,7 @@ class SparseEASEModel(ItemItemModel):
         lambda_: float | str = "auto",
         n_candidates: int | None = None,
         shrink: float | None = None,
-        resolve: bool = True,
+        dropout: float | None = None,
         progress: bool = False,
     ):
         from models import sparse_ease
@@ -407,7 +407,7 @@ class SparseEASEModel(ItemItemModel):
         if self.n_candidates < K:
             raise ValueError(f"n_candidates ({self.n_candidates}) must be >= K ({K})")
         self.shrink = sparse_ease.DEFAULT_SHRINK if shrink is None else shrink
-        self.resolve = resolve
+        self.dropout = sparse_ease.DEFAULT_DROPOUT if dropout is None else dropout
         self.progress = progress
         self.lambda_used_: float | None = None
 
@@ -416,7 +416,7 @@ class SparseEASEModel(ItemItemModel):
 
         W, lam = fit_sparse_ease(
             X, self.K, None if self.lambda_ == "auto" else float(self.lambda_),
-            self.n_candidates, self.shrink, self.resolve, self.progress,
+            self.n_candidates, self.shrink, self.dropout, self.progress,
         )
         self.lambda_used_ = lam
         return W

@@ -51,10 +51,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from device.cf import PAD, NeighbourTable
-from device.errors import DataFormatError
-from models.cowatch import DEFAULT_K, HISTORY_CAP
-from models.sparse_ease import DEFAULT_CANDIDATES, DEFAULT_SHRINK, choose_lambda
+if __name__ == "__main__":  # spark-submit runs this file as a script: the repository on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from device.cf import PAD, NeighbourTable  # noqa: E402
+from device.errors import DataFormatError  # noqa: E402
+from models.cowatch import DEFAULT_K, HISTORY_CAP  # noqa: E402
+from models.sparse_ease import DEFAULT_CANDIDATES, DEFAULT_SHRINK, choose_lambda  # noqa: E402
 
 #: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
 ITEMS_PER_BLOCK = 512
@@ -84,6 +87,7 @@ def spark_session(master: str = "local[*]", app_name: str = "tvrec-fleet",
          .config("spark.sql.execution.arrow.pyspark.enabled", "true")
          .config("spark.sql.adaptive.enabled", "true")
          .config("spark.ui.showConsoleProgress", "false")
+         .config("spark.sql.session.timeZone", "UTC")
          .config("spark.driver.maxResultSize", "4g"))
     if master.startswith("local"):
         b = b.config("spark.sql.shuffle.partitions", "8")
@@ -131,13 +135,16 @@ def read_log(spark, path: str):
                                   f"(or userId,movieId,timestamp); has {','.join(df.columns)}")
         raw = df.select(F.col(p).cast("string").alias("profile_id"),
                         F.col(i).cast("string").alias("item_id"),
-                        F.col(cols["timestamp"]).cast("string").alias("ts_raw"))
+                        F.col(cols["timestamp"]).cast("string").alias("ts_raw"),
+                        *[F.col(cols[c]).cast("string").alias(c)
+                          for c in ("completion", "liked") if c in cols])
     else:
         head = _first_line(spark, path)
         low = head.strip().lower().replace(" ", "")
         if low.startswith("profile_id,item_id,timestamp"):
             df = spark.read.option("header", True).option("inferSchema", False).csv(path)
-            raw = df.select(F.col("profile_id"), F.col("item_id"), F.col("timestamp").alias("ts_raw"))
+            raw = df.select(F.col("profile_id"), F.col("item_id"), F.col("timestamp").alias("ts_raw"),
+                            *[F.col(c) for c in ("completion", "liked") if c in df.columns])
         elif low.startswith("userid,movieid,rating,timestamp"):
             df = spark.read.option("header", True).option("inferSchema", False).csv(path)
             c = df.columns
@@ -151,8 +158,21 @@ def read_log(spark, path: str):
             raise DataFormatError(
                 f"{path}:1: not a watch log (want a header profile_id,item_id,timestamp[,...], "
                 f"userId,movieId,rating,timestamp, or tab-separated u.data): {head[:60]!r}")
-    out = raw.select(F.trim("profile_id").alias("profile_id"), F.trim("item_id").alias("item_id"),
-                     F.expr("try_cast(ts_raw AS DOUBLE)").alias("timestamp"), "ts_raw")
+    # unix seconds, or ISO 8601 (read in UTC, as the in-process reader does)
+    ts = F.coalesce(F.expr("try_cast(ts_raw AS DOUBLE)"),
+                    F.expr("cast(try_to_timestamp(ts_raw) AS DOUBLE)"))
+    opt = {c: (F.expr(f"try_cast(nullif(trim({c}), '') AS DOUBLE)") if c in raw.columns else None)
+           for c in ("completion", "liked")}
+    out = raw.select(
+        F.trim("profile_id").alias("profile_id"), F.trim("item_id").alias("item_id"),
+        ts.alias("timestamp"), "ts_raw",
+        # empty cell -> the reader's default (completion 1, liked 0); garbage -> NaN (malformed)
+        (F.when(F.col("completion").isNull() | (F.trim("completion") == ""), 1.0)
+         .otherwise(F.coalesce(opt["completion"], F.lit(float("nan"))))
+         if opt["completion"] is not None else F.lit(1.0)).alias("completion"),
+        (F.when(F.col("liked").isNull() | (F.trim("liked") == ""), 0.0)
+         .otherwise(F.coalesce(opt["liked"], F.lit(float("nan"))))
+         if opt["liked"] is not None else F.lit(0.0)).alias("liked"))
     return out, path
 
 
@@ -170,10 +190,11 @@ def _is_parquet_dir(spark, path: str) -> bool:
 
 
 def _raise_bad_rows(bad, n: int, path: str) -> None:
-    r = bad.limit(1).collect()[0]
+    r = bad.limit(1).collect()[0].asDict()
     raise DataFormatError(
-        f"{path}: {n} malformed row(s) (empty id or non-numeric timestamp), first: "
-        f"profile_id={r['profile_id']!r} item_id={r['item_id']!r} timestamp={r['ts_raw']!r}")
+        f"{path}: {n} malformed row(s) (empty id, timestamp not a number or ISO time, completion "
+        f"outside 0..1 or liked not -1/0/1), first: profile_id={r['profile_id']!r} "
+        f"item_id={r['item_id']!r} timestamp={r.get('ts_raw', r['timestamp'])!r}")
 
 
 # ---------------------------------------------------------------------------- result
@@ -349,30 +370,32 @@ def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray,
                      batch: int = 256) -> np.ndarray:
     """:func:`models.sparse_ease.solve_supports` with the blocks built from ``X``.
 
-    Same inputs (``-1``-padded supports per target) and output (``weights[t, s] =
-    W[supports[t, s], targets[t]]``); the blocks hold the same exact integers, and each system
-    is solved on its own by ``numpy.linalg.solve`` as there.
+    Same inputs (``-1``-padded supports per target, valid entries first) and output
+    (``weights[t, s] = W[supports[t, s], targets[t]]``, 0 at padding); the blocks hold the same
+    exact integers and each system is solved on its own by ``numpy.linalg.solve``. Systems are
+    solved at their own size (grouped by it), not padded to the widest: on sparse logs most
+    supports are far shorter than the candidate count, and a padded 128 x 128 solve costs the
+    same whatever its support.
     """
     supports = np.asarray(supports, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
     T, S = supports.shape
     out = np.zeros((T, S))
-    eye = np.eye(S)
-    for lo in range(0, T, batch):
-        hi = min(T, lo + batch)
-        blocks = np.zeros((hi - lo, S, S))
-        rhs = np.zeros((hi - lo, S))
-        valid = supports[lo:hi] >= 0
-        for r in range(hi - lo):
-            m = int(valid[r].sum())
-            if m == 0:
-                continue
-            G = X.gram_block(np.concatenate([[targets[lo + r]], supports[lo + r, :m]]))
-            blocks[r, :m, :m] = G[1:, 1:]
-            rhs[r, :m] = G[1:, 0]
-        # the same two lines as sparse_ease.solve_supports (padding: lam * I, rhs 0 -> weight 0)
-        blocks += lam * eye
-        out[lo:hi] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
+    m_all = (supports >= 0).sum(axis=1)
+    for m in np.unique(m_all):
+        if m == 0:
+            continue
+        rows = np.flatnonzero(m_all == m)
+        for lo in range(0, len(rows), batch):
+            rr = rows[lo:lo + batch]
+            blocks = np.empty((len(rr), m, m))
+            rhs = np.empty((len(rr), m))
+            for n, r in enumerate(rr):
+                G = X.gram_block(np.concatenate([[targets[r]], supports[r, :m]]))
+                blocks[n] = G[1:, 1:]
+                rhs[n] = G[1:, 0]
+            blocks += lam * np.eye(m)
+            out[rr, :m] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0]
     return out
 
 
@@ -472,12 +495,17 @@ def capped_events(spark, events, item_ids, history_cap: int | None = HISTORY_CAP
     index = spark.createDataFrame(pd.DataFrame({
         "item_id": np.asarray(item_ids).astype(str),
         "i": np.arange(len(item_ids), dtype=np.int32)}))
+    comp = F.col("completion") if "completion" in events.columns else F.lit(1.0)
+    liked = F.col("liked") if "liked" in events.columns else F.lit(0.0)
     bad = (F.col("profile_id").isNull() | (F.col("profile_id") == "") | F.col("item_id").isNull()
-           | (F.col("item_id") == "") | F.col("timestamp").isNull() | F.isnan("timestamp"))
+           | (F.col("item_id") == "") | F.col("timestamp").isNull() | F.isnan("timestamp")
+           | F.isnan(comp) | (comp < 0) | (comp > 1) | ~liked.isin(-1.0, 0.0, 1.0))
     joined = events.join(F.broadcast(index), "item_id", "left")
-    # One pass over the log: distinct (profile, item) with its latest time, and the counts.
+    # One pass over the log: distinct (profile, item) with its latest time, its largest
+    # completion and the like/dislike of its latest event (models.readers.log_matrix), and counts.
     dedup = (joined.groupBy("profile_id", "i")
              .agg(F.max("timestamp").alias("ts"), F.count(F.lit(1)).alias("n"),
+                  F.max(comp).alias("strength"), F.max_by(liked, F.col("timestamp")).alias("last"),
                   F.sum(bad.cast("int")).alias("bad")))
     dedup = dedup.persist()
     tot = (dedup.groupBy(F.col("i").isNull().alias("unknown"))
@@ -494,6 +522,9 @@ def capped_events(spark, events, item_ids, history_cap: int | None = HISTORY_CAP
     if history_cap is not None:
         w = Window.partitionBy("profile_id").orderBy(F.desc("ts"), F.asc("i"))
         known = known.withColumn("r", F.row_number().over(w)).where(F.col("r") <= history_cap)
+    # after the cap, as in-process: a pair whose latest event is a dislike, or never started
+    # (completion 0), is no evidence of co-watching
+    known = known.where((F.col("strength") > 0) & (F.col("last") >= 0))
     return known.select("profile_id", "i"), dedup, stats
 
 
@@ -633,3 +664,207 @@ def in_process_table(users, items, timestamps, item_ids, *, K: int = DEFAULT_K,
     X.data[:] = 1.0
     model = SparseEASEModel(K=K).fit(X)
     return model.to_table(item_ids), float(model.lambda_used_)
+
+
+# ------------------------------------------------------------------- tvrec's commands
+
+
+class SparseEASEOnSpark:
+    """What ``tvrec bundle build --engine spark`` reports as its CF model (the Spark run)."""
+
+    def __init__(self, result: FleetResult):
+        self.result = result
+        self.lambda_used_ = result.lambda_
+
+
+def pipeline_learn(spark, interactions_path: str, items_path: str, *, progress: bool = True):
+    """The ``learn`` step of :func:`export.pipeline.build_bundle`, run as the Spark job.
+
+    The job reads the log itself (any Hadoop path) with the catalog's ids as the table's rows,
+    applying the same history cap and the same like/completion rule as the in-process matrix.
+    The returned callable keeps the :class:`FleetResult` in ``learn.result`` for the report.
+    """
+    def learn(X, warm, k):
+        from export.pipeline import Learned
+        from models.readers import read_items
+
+        ids = read_items(items_path).ids
+        t0 = time.perf_counter()
+        res = fit_log(spark, interactions_path, ids, K=k, progress=progress)
+        learn.result = res
+        t = res.table
+        pop = np.where(warm, t.popularity, 0.0).astype(np.float32)
+        return Learned(t.neighbours, t.weights, pop, SparseEASEOnSpark(res),
+                       time.perf_counter() - t0)
+
+    learn.result = None
+    return learn
+
+
+def spark_report(result: FleetResult, report: dict) -> dict:
+    """``bundle build`` / ``eval cf`` report keys of a Spark run (engine, version, stages)."""
+    report = dict(report)
+    report["engine"] = "spark"
+    report["spark_version"] = result.spark_version
+    stages = dict(report.get("stage_seconds") or {})
+    stages.update({f"spark.{k}": round(v, 3) for k, v in result.stage_seconds.items()})
+    report["stage_seconds"] = stages
+    report["spark"] = result.report()
+    return report
+
+
+def evaluate_device_cf_spark(spark, ratings, *, k: int = 10, seed: int = 42) -> dict:
+    """:func:`models.evaluate.evaluate_device_cf` with the table learned by the Spark job.
+
+    Same protocol and split; the job gets the training ratings as events (with their times)
+    and, like the in-process protocol, no history cap.
+    """
+    import pandas as pd
+
+    from models.evaluate import evaluate_table, random_split
+
+    split = random_split(ratings.users, ratings.items, seed=seed)
+    uidx = pd.Index(split.user_ids).get_indexer(np.asarray(ratings.users).astype(str))
+    iidx = pd.Index(split.item_ids).get_indexer(np.asarray(ratings.items).astype(str))
+    train = np.asarray(split.train[uidx, iidx]).ravel() > 0
+    events = spark.createDataFrame(pd.DataFrame({
+        "profile_id": np.asarray(ratings.users).astype(str)[train],
+        "item_id": np.asarray(ratings.items).astype(str)[train],
+        "timestamp": np.asarray(ratings.timestamps, dtype=np.float64)[train]}))
+    t0 = time.perf_counter()
+    res = fit_events(spark, events, split.item_ids, history_cap=None)
+    fit_seconds = time.perf_counter() - t0
+    out = evaluate_table(res.table, split, k)
+    out.update(model="SparseEASEModel", neighbours_per_item=res.table.k, fit_seconds=fit_seconds,
+               k=k, seed=seed, users=int(split.train.shape[0]), items=int(split.train.shape[1]),
+               **{"lambda": res.lambda_})
+    return spark_report(res, out)
+
+
+# ---------------------------------------------------------------- spark-submit entry
+
+
+def _read_item_ids(spark, path: str) -> np.ndarray:
+    """Item ids of a catalog CSV (``id`` or ``movieId`` column), any Hadoop path."""
+    df = spark.read.option("header", True).csv(path)
+    cols = {c.lower(): c for c in df.columns}
+    col = cols.get("id") or cols.get("movieid") or cols.get("item_id")
+    if col is None:
+        raise DataFormatError(f"{path}: catalog CSV needs an id column (id, movieId or item_id)")
+    ids = df.select(col).toPandas()[col].astype(str).str.strip().to_numpy()
+    if len(set(ids)) != len(ids):
+        raise DataFormatError(f"{path}: duplicate item ids")
+    return ids  # file order, as the catalog reader keeps it
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spark-submit models/fleet_spark.py --log PATH [--items PATH] --out DIR``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="fleet_spark", description="Learn the device's neighbour table on Spark; writes "
+        "DIR/table.npz (item_ids, neighbours, weights, popularity) and DIR/report.json.")
+    ap.add_argument("--log", required=True, help="watch log: CSV or Parquet, any Hadoop path "
+                    "(s3a://, gs://, abfss://, hdfs://, local)")
+    ap.add_argument("--items", help="catalog CSV (id column) fixing the table's rows; default: "
+                    "the log's items")
+    ap.add_argument("--out", required=True, help="local folder for table.npz and report.json")
+    ap.add_argument("--k", type=int, default=DEFAULT_K)
+    ap.add_argument("--history-cap", type=int, default=HISTORY_CAP)
+    ap.add_argument("--master", help="only outside spark-submit (e.g. local[4])")
+    args = ap.parse_args(argv)
+    try:
+        spark = spark_session(args.master) if args.master else _submitted_session()
+        ids = _read_item_ids(spark, args.items) if args.items else None
+        res = fit_log(spark, args.log, ids, K=args.k, history_cap=args.history_cap)
+    except DataFormatError as err:
+        print(f"fleet_spark: {err}", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    t = res.table
+    np.savez(os.path.join(args.out, "table.npz"), item_ids=t.item_ids.astype(str),
+             neighbours=t.neighbours, weights=t.weights, popularity=t.popularity)
+    rep = res.report()
+    rep["shuffle_bytes"] = shuffle_bytes(spark)
+    with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as fh:
+        json.dump(rep, fh, indent=1)
+    print(json.dumps(rep, indent=1))
+    return 0
+
+
+def _submitted_session():
+    """The session spark-submit configured (master, memory, ...), with the job's settings."""
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.appName("tvrec-fleet")
+             .config("spark.executorEnv.OPENBLAS_NUM_THREADS", "1")
+             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def shuffle_bytes(spark) -> int | None:
+    """Shuffle bytes written by this application so far (Spark's status REST API)."""
+    import urllib.request
+
+    sc = spark.sparkContext
+    url = sc.uiWebUrl
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(
+                f"{url}/api/v1/applications/{sc.applicationId}/stages", timeout=10) as r:
+            stages = json.load(r)
+    except OSError:
+        return None
+    return int(sum(s.get("shuffleWriteBytes", 0) for s in stages))
+
+
+if __name__ == "__main__":
+    # executors import the same modules: install tvrec[fleet] on them or ship --py-files (README)
+    sys.exit(main())
+
+
+def _mem_available() -> int:
+    """Bytes this process may still use: MemAvailable, or the cgroup's limit if lower."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit) as fh:
+                v = fh.read().strip()
+            if v.isdigit():
+                avail = min(avail, int(v))
+        except OSError:
+            continue
+    return avail
+
+
+def fits_in_memory_learn(available: int | None = None):
+    """The in-process ``learn`` step, refusing (one line, naming ``--engine spark``) a log whose
+    predicted Gram does not fit this machine's memory, instead of swapping or being killed."""
+    from export.pipeline import learn_step
+
+    def learn(X, warm, k):
+        from models.sparse_ease import predicted_fit_bytes
+
+        cols = X[:, np.flatnonzero(warm)]
+        need = predicted_fit_bytes(cols)
+        have = _mem_available() if available is None else available
+        if need > have:
+            raise ValueError(
+                f"the in-process learner would need ~{need / 2**30:.1f} GB for this log's Gram "
+                f"matrix and {have / 2**30:.1f} GB is available: run it on Spark with "
+                "--engine spark [--spark-master URL]")
+        return learn_step(X, warm, k)
+
+    return learn

@@ -4,11 +4,14 @@ Dense EASE (Steck 2019) regresses every item's column of the interaction matrix 
 other items: one N x N inverse, 4.6 GB and minutes at 10k items. The box keeps only K weights
 per item anyway, so we solve the same ridge regression on a small support per item instead:
 
-1. **Candidates.** Each target item ``j`` gets the ``C`` items with the largest
+1. **Candidates.** Each item ``j`` lists the ``C`` items with the largest
    cosine-with-shrinkage co-watch score ``G[i, j] / (sqrt(G[i, i] G[j, j]) + shrink)``,
-   read from the sparse Gram matrix ``G = X^T X`` (:func:`candidate_support`).
-2. **Ridge on the candidates.** ``w[S_j, j] = (G[S_j, S_j] + lambda I)^-1 G[S_j, j]``, one
-   ``C x C`` solve per item, blocks gathered from the sparse Gram (:func:`solve_supports`).
+   read from the sparse Gram matrix ``G = X^T X`` (:func:`candidate_support`); its support
+   ``S_j`` is that list united with the (at most ``C``) best items that list ``j``
+   (:func:`reverse_candidates`, :func:`union_supports`).
+2. **Ridge on the candidates.** ``w[S_j, j] = (G[S_j, S_j] + D)^-1 G[S_j, j]`` with
+   ``D = diag(lambda + dropout * G[a, a])``: ridge plus an EDLAE-style dropout penalty, one small
+   solve per item, blocks gathered from the sparse Gram (:func:`solve_supports`).
 3. **Prune rows.** The shipped table is indexed by the *watched* item ``i`` (row ``i`` of
    ``W``), so each row keeps its K largest **positive** weights (:func:`keep_top_k`):
    negative weights cannot rank an item up.
@@ -38,10 +41,13 @@ from device.errors import TvrecError
 #: good as dense EASE's own support on MovieLens and on synthetic Zipf logs (cf-anchors).
 DEFAULT_CANDIDATES = 128
 #: Shrinkage of the cosine score used to pick candidates (damps pairs seen by few users).
-DEFAULT_SHRINK = 10.0
+DEFAULT_SHRINK = 0.0
 #: ``lambda = LAMBDA_PER_POPULARITY * (popularity-weighted mean item count)``, see
 #: :func:`choose_lambda`.
-LAMBDA_PER_POPULARITY = 2.0
+LAMBDA_PER_POPULARITY = 0.5
+#: Dropout-style penalty (EDLAE, Steck 2020): regressor ``a`` is penalised by
+#: ``lambda + DEFAULT_DROPOUT * G[a, a]``; 1.0 is input dropout with p = 1/2 (``p / (1 - p)``).
+DEFAULT_DROPOUT = 1.0
 
 PAD = -1  # padding of support arrays
 
@@ -207,7 +213,8 @@ def candidate_support(
     counts: np.ndarray,
     n_candidates: int = DEFAULT_CANDIDATES,
     shrink: float = DEFAULT_SHRINK,
-) -> np.ndarray:
+    return_scores: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Each row item's candidate support: its top cosine-with-shrinkage co-watch neighbours.
 
     Parameters
@@ -232,6 +239,8 @@ def candidate_support(
         broken by the smaller item index; only pairs with ``G[i, j] > 0`` qualify. A row's
         result depends on that row and ``counts`` only, so any partition of the rows gives
         the same answer.
+    scores : np.ndarray of float64, shape (len(rows), C)
+        With ``return_scores``: each candidate's score (0 at padding).
     """
     G = sp.csr_matrix(gram_rows)
     G.sort_indices()
@@ -239,6 +248,7 @@ def candidate_support(
     counts = np.asarray(counts, dtype=np.float64)
     n = G.shape[0]
     out = np.full((n, n_candidates), PAD, dtype=np.int32)
+    out_scores = np.zeros((n, n_candidates)) if return_scores else None
     step = max(1, int(4_000_000 // max(1, G.nnz / max(n, 1))))  # ~4M entries per chunk
     for lo in range(0, n, step):
         hi = min(n, lo + step)
@@ -252,17 +262,75 @@ def candidate_support(
         ok = (vals > 0) & (cols != glob)
         local, cols, score = local[ok], cols[ok], score[ok]
         order = np.lexsort((cols, -score, local))  # by row, best score first, ties by index
-        local, cols = local[order], cols[order]
+        local, cols, score = local[order], cols[order], score[order]
         starts = np.searchsorted(local, np.arange(hi - lo))
         rank = np.arange(len(local)) - starts[local]
         keep = rank < n_candidates
-        local, cols = local[keep], cols[keep]
+        local, cols, score = local[keep], cols[keep], score[keep]
         # re-sort each row's kept candidates by item index (blocks are built in that order)
         order = np.lexsort((cols, local))
-        local, cols = local[order], cols[order]
+        local, cols, score = local[order], cols[order], score[order]
         pos = np.arange(len(local)) - np.searchsorted(local, np.arange(hi - lo))[local]
         out[lo + local, pos] = cols
+        if return_scores:
+            out_scores[lo + local, pos] = score
+    return (out, out_scores) if return_scores else out
+
+
+def reverse_candidates(
+    rows: np.ndarray, supports: np.ndarray, scores: np.ndarray, cap: int,
+    targets: np.ndarray | None = None,
+) -> np.ndarray:
+    """For each target ``j``: the ``cap`` best items ``a`` that have ``j`` among *their* candidates.
+
+    Cosine candidates are symmetric in score but not in rank: a rare item lists a popular one
+    among its best, while the popular one's own list is full of other popular items. Without
+    this step the pair (rare -> popular) would never be solved, and rare items' rows of the
+    table would stay short.
+
+    Parameters
+    ----------
+    rows : np.ndarray of int, shape (R,)
+        Items whose candidate lists are given (all items with candidates, for a full answer).
+    supports, scores : np.ndarray, shape (R, C)
+        :func:`candidate_support` with ``return_scores=True``.
+    cap : int
+        Reverse candidates kept per target: best score first, ties by the smaller item
+        (:func:`keep_top_k` with ``j`` as the row).
+    targets : np.ndarray of int, optional
+        Sorted distinct items to answer for (default ``rows``, which must then be sorted);
+        listings of other items are ignored.
+
+    Returns
+    -------
+    np.ndarray of int32, shape (len(targets), cap)
+        Sorted ascending, ``-1`` padded at the end.
+    """
+    targets = np.asarray(rows if targets is None else targets, dtype=np.int64)
+    supports = np.asarray(supports)
+    valid = supports >= 0
+    a = np.broadcast_to(np.asarray(rows, dtype=np.int64)[:, None], supports.shape)[valid]
+    j = supports[valid].astype(np.int64)
+    sc = np.asarray(scores, dtype=np.float64)[valid]
+    pos_t = np.searchsorted(targets, j)
+    ok = (pos_t < len(targets)) & (targets[np.minimum(pos_t, len(targets) - 1)] == j)
+    a, j, sc, pos_t = a[ok], j[ok], sc[ok], pos_t[ok]
+    keep = keep_top_k(j, a, sc, cap)
+    t, a = pos_t[keep], a[keep]
+    order = np.lexsort((a, t))
+    t, a = t[order], a[order]
+    pos = np.arange(len(t)) - np.searchsorted(t, t)
+    out = np.full((len(targets), cap), PAD, dtype=np.int32)
+    out[t, pos] = a
     return out
+
+
+def union_supports(*supports: np.ndarray) -> np.ndarray:
+    """Row-wise sorted union of ``-1``-padded supports of equal length, ``-1`` padded."""
+    s = np.sort(np.concatenate([np.asarray(x, dtype=np.int64) for x in supports], axis=1), axis=1)
+    dup = np.zeros(s.shape, dtype=bool)
+    dup[:, 1:] = s[:, 1:] == s[:, :-1]
+    return _compact(np.where(dup, PAD, s))
 
 
 # -------------------------------------------------------------------------- solves
@@ -332,10 +400,13 @@ def solve_supports(
     supports: np.ndarray,
     lam: float,
     *,
+    dropout: float = DEFAULT_DROPOUT,
     batch: int | None = None,
     progress: str | None = None,
 ) -> np.ndarray:
-    """Ridge-regress each target's column on its support: ``(G[S,S] + lam I)^-1 G[S, j]``.
+    """Ridge-regress each target's column on its support (see :func:`solve_systems`).
+
+    ``w = (G[S,S] + diag(lam + dropout * G[a,a] for a in S))^-1 G[S, j]``.
 
     Parameters
     ----------
@@ -344,9 +415,12 @@ def solve_supports(
     targets : np.ndarray of int, shape (T,)
         Target items ``j``.
     supports : np.ndarray of int, shape (T, S)
-        ``-1``-padded support of each target (must not contain the target itself).
+        Support of each target, valid entries first and ``-1`` padding at the end (as
+        :func:`candidate_support` and :func:`pruned_supports` return them); never the target.
     lam : float
         Ridge penalty, > 0.
+    dropout : float
+        Dropout-style penalty per unit of a regressor's count (:data:`DEFAULT_DROPOUT`).
     batch : int, optional
         Targets per batched solve (default: enough to make the Gram lookups binary searches).
     progress : str, optional
@@ -357,7 +431,7 @@ def solve_supports(
     np.ndarray of float64, shape (T, S)
         ``weights[t, s]`` is ``W[supports[t, s], targets[t]]``; 0 at padding. Each system is
         solved on its own (LAPACK ``gesv`` through ``numpy.linalg.solve``), so the result does
-        not depend on how targets are batched or partitioned.
+        not depend on how targets are batched or partitioned (beyond rounding: ~1e-15).
     """
     supports = np.asarray(supports, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -365,33 +439,51 @@ def solve_supports(
     out = np.zeros((T, S))
     if T == 0 or S == 0:
         return out
-    if batch is None:  # >= nnz/10 lookups per call keeps scipy on its binary-search path
-        per = S * (S + 1) // 2 + S
-        batch = int(min(4096, max(64, math.ceil((gram.nnz / 10 + 1) / per))))
-        batch = max(1, min(batch, (64 * 2**20) // (8 * S * S)))  # <= 64 MB of blocks
+    # Supports are left-packed (-1 at the end). Solving targets in order of support size, each
+    # batch trimmed to its widest support, spends C^3 only where a support is that wide; the
+    # padding rows it saves are decoupled (lam * w = 0), so the valid weights are the same.
+    width = (supports >= 0).sum(axis=1)
+    order = np.argsort(width, kind="stable")
     bar = _bar(T, progress)
-    eye = np.eye(S)
-    for lo in range(0, T, batch):
-        hi = min(T, lo + batch)
-        blocks, rhs = gram_blocks(gram, targets[lo:hi], supports[lo:hi])
-        out[lo:hi] = solve_systems(blocks, rhs, supports[lo:hi] >= 0, lam, eye)
+    lo = 0
+    while lo < T:
+        w_max = max(int(width[order[min(T, lo + 1) - 1]]), 1)
+        if batch is None:  # >= nnz/10 lookups per call keeps scipy on its binary-search path
+            per = w_max * (w_max + 1) // 2 + w_max
+            size = int(min(4096, max(64, math.ceil((gram.nnz / 10 + 1) / per))))
+        else:
+            size = batch
+        hi = min(T, lo + size)
+        w_max = max(int(width[order[hi - 1]]), 1)
+        size = max(1, min(hi - lo, (64 * 2**20) // (8 * w_max * w_max)))  # <= 64 MB of blocks
+        hi = lo + size
+        idx = order[lo:hi]
+        sup = supports[idx, :w_max]
+        blocks, rhs = gram_blocks(gram, targets[idx], sup)
+        out[idx, :w_max] = solve_systems(blocks, rhs, sup >= 0, lam, dropout)
         if bar is not None:
             bar.update(hi - lo)
+        lo = hi
     if bar is not None:
         bar.close()
     return out
 
 
 def solve_systems(blocks: np.ndarray, rhs: np.ndarray, valid: np.ndarray, lam: float,
-                  eye: np.ndarray | None = None) -> np.ndarray:
-    """Solve the batched ridge systems ``(blocks + lam I) w = rhs``; 0 where not ``valid``.
+                  dropout: float = DEFAULT_DROPOUT) -> np.ndarray:
+    """Solve the batched ridge systems; 0 where not ``valid``.
 
-    The solving half of :func:`solve_supports`, for engines that build the blocks themselves
-    (the Spark job builds them from a broadcast interaction matrix). ``blocks`` (T, S, S) and
-    ``rhs`` (T, S) must be zero at padding (as :func:`gram_blocks` returns them): padding rows
-    then read ``lam * w = 0``. ``blocks`` is modified in place.
+    ``(blocks + diag(lam + dropout * diag(blocks))) w = rhs`` per target: a ridge penalty
+    ``lam`` plus a dropout-style penalty proportional to each regressor's own count (EDLAE:
+    dropping each input with probability p adds ``p / (1 - p) * G[a, a]``), which shrinks
+    popular regressors as much, relatively, as rare ones. The solving half of
+    :func:`solve_supports`, for engines that build the blocks themselves (the Spark job builds
+    them from a broadcast interaction matrix). ``blocks`` (T, S, S) and ``rhs`` (T, S) must be
+    zero at padding (as :func:`gram_blocks` returns them): padding rows then read
+    ``lam * w = 0``. ``blocks`` is modified in place.
     """
-    blocks += lam * (np.eye(blocks.shape[-1]) if eye is None else eye)
+    d = np.arange(blocks.shape[-1])
+    blocks[:, d, d] += lam + dropout * blocks[:, d, d]
     return np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
 
 
@@ -452,13 +544,16 @@ def _compact(supports: np.ndarray) -> np.ndarray:
 
 
 def choose_lambda(item_counts: np.ndarray) -> float:
-    """The ridge penalty from item counts alone: ``2 * sum(c^2) / sum(c)``.
+    """The ridge penalty from item counts alone: ``0.5 * sum(c^2) / sum(c)``.
 
-    ``sum(c^2) / sum(c)`` is the mean count of the item behind a random interaction (the
-    popularity-weighted mean item count): the typical diagonal of the Gram blocks the
-    regressions actually see. ``lambda`` on that scale shrinks a regressor seen by that many
-    users by about a third, and far less-seen ones strongly, whatever the catalog's size or
-    sparsity. Computable from the item counts, which a Spark driver collects in one pass.
+    ``cbar = sum(c^2) / sum(c)`` is the mean count of the item behind a random interaction
+    (the popularity-weighted mean item count): the typical diagonal of the Gram blocks the
+    regressions actually see. With the dropout penalty ``c_a`` the total penalty of
+    regressor ``a`` is ``cbar / 2 + c_a``: a rarely seen regressor is shrunk towards zero on the
+    scale of the typical item, a popular one by the dropout share -- the same shape on a dense
+    or a sparse catalog, since ``cbar`` follows where the interactions are, not the long tail's mean
+    (which sets the scale far too low on sparse catalogs). Computable from the item counts,
+    which a Spark driver collects in one pass.
 
     Parameters
     ----------
@@ -481,10 +576,13 @@ def fit_sparse_ease(
     lam: float | None = None,
     n_candidates: int = DEFAULT_CANDIDATES,
     shrink: float = DEFAULT_SHRINK,
-    resolve: bool = True,
+    dropout: float = DEFAULT_DROPOUT,
     progress: bool = False,
 ) -> tuple[sp.csr_matrix, float]:
-    """Steps 1-4 in process. Returns ``(W, lambda)``, ``W`` with at most K entries per row."""
+    """The whole pipeline in process. Returns ``(W, lambda)``; rows of ``W`` have <= K entries.
+
+    ``W[i, j]`` is how much watching ``i`` recommends ``j`` (zero diagonal).
+    """
     G = gram_matrix(user_items)
     n = G.shape[0]
     counts = G.diagonal().astype(np.float64)
@@ -493,36 +591,28 @@ def fit_sparse_ease(
     # only items co-watched with another item can have candidates (rows with > 1 entry)
     items = np.flatnonzero(np.diff(G.indptr) > (counts > 0))
     step = max(1, int(len(items) * 4e6 // max(G.nnz, 1)))  # row chunks of ~4M Gram entries
-    sup = np.concatenate(
-        [candidate_support(G[items[lo:lo + step]], items[lo:lo + step], counts, n_candidates,
-                           shrink) for lo in range(0, len(items), step)]
-        or [np.zeros((0, n_candidates), np.int32)]
-    )
+    parts = [candidate_support(G[items[lo:lo + step]], items[lo:lo + step], counts, n_candidates,
+                               shrink, return_scores=True) for lo in range(0, len(items), step)]
+    fwd = np.concatenate([p[0] for p in parts] or [np.zeros((0, n_candidates), np.int32)])
+    scores = np.concatenate([p[1] for p in parts] or [np.zeros((0, n_candidates))])
+    del parts
+    rev = reverse_candidates(items, fwd, scores, n_candidates)  # items is sorted
+    del scores
+    sup = union_supports(fwd, rev)
+    del fwd, rev
     has = (sup[:, 0] >= 0) if sup.shape[1] else np.zeros(len(items), bool)
     targets, sup = items[has], sup[has]
-    w = solve_supports(G, targets, sup, lam, progress="ridge on candidates" if progress else None)
-    if resolve:
-        sup = pruned_supports(targets, sup, w, K)
-        w = solve_supports(G, targets, sup, lam, progress="re-solve on kept" if progress else None)
-    else:  # candidates' weights pruned per row, not re-solved (for comparison)
-        keep_sup = pruned_supports(targets, sup, w, K)
-        w = _reindex(sup, w, keep_sup)
-        sup = keep_sup
+    w = solve_supports(G, targets, sup, lam, dropout=dropout,
+                       progress="ridge on candidates" if progress else None)
+    sup = pruned_supports(targets, sup, w, K)
+    w = solve_supports(G, targets, sup, lam, dropout=dropout,
+                       progress="re-solve on kept" if progress else None)
     del G
     valid = sup >= 0
     tgt = np.broadcast_to(targets[:, None], sup.shape)
     W = sp.csr_matrix((w[valid], (sup[valid].astype(np.int64), tgt[valid])), shape=(n, n))
     W.eliminate_zeros()
     return W, float(lam)
-
-
-def _reindex(sup: np.ndarray, w: np.ndarray, new_sup: np.ndarray) -> np.ndarray:
-    """Weights of ``new_sup``'s entries (a subset of ``sup`` per row), read from ``w``."""
-    out = np.zeros(new_sup.shape)
-    for t in range(len(sup)):
-        m = {int(i): x for i, x in zip(sup[t], w[t]) if i >= 0}
-        out[t] = [m.get(int(i), 0.0) for i in new_sup[t]]
-    return out
 
 
 def _bar(total: int, label: str | None):

@@ -15,12 +15,13 @@ remote, ``MainWindow`` puts them side by side. The engine runs in its own proces
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QElapsedTimer, QEventLoop, QRectF, Qt, QTimer
-from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QImage, QKeyEvent, QPainter, QPen
 from PySide6.QtWidgets import (
     QApplication,
     QGridLayout,
@@ -38,6 +39,7 @@ from simulator.bridge import EngineClient
 from simulator.playback import PLAY_THROUGH_S
 from simulator.screens import (
     BUTTONS,
+    DEFAULT_PIN,
     HomeScreen,
     PlayerScreen,
     Screen,
@@ -50,9 +52,14 @@ KEYMAP = {
     Qt.Key_Up: "up", Qt.Key_Down: "down", Qt.Key_Left: "left", Qt.Key_Right: "right",
     Qt.Key_Return: "ok", Qt.Key_Enter: "ok", Qt.Key_Escape: "back", Qt.Key_Backspace: "back",
     Qt.Key_H: "home", Qt.Key_Space: "play", Qt.Key_B: "info", Qt.Key_I: "info",
+    Qt.Key_M: "menu", Qt.Key_Menu: "menu",
+    **{getattr(Qt, f"Key_{d}"): d for d in "0123456789"},
 }
-TOAST_SECONDS = 3.0
+#: A toast is read in one glance and then gets out of the way.
+TOAST_SECONDS = 2.5
 TICK_MS = 16
+#: Holding OK this long opens the focused card's menu (as Google TV's long press).
+LONG_PRESS_S = 0.6
 
 
 class TvView(QWidget):
@@ -74,6 +81,7 @@ class TvView(QWidget):
 
     def __init__(self, client: EngineClient, *, resolution: str = "1080p", hardware: str = "entry",
                  profile: str | None = None, play_through_s: float = PLAY_THROUGH_S,
+                 pin: str = DEFAULT_PIN, viewer_log: tuple[str, str] | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.client = client
@@ -82,6 +90,10 @@ class TvView(QWidget):
         self.play_through_s = play_through_s
         self.profile = profile or ""
         self.profile_name = profile or ""
+        self.kids_max: int | None = None  # the current profile's rating limit (kids profile)
+        self.pin = pin
+        self._ok_down: float | None = None  # when OK went down (long press = menu)
+        self._ok_fired = False
         self.overlay_on = False
         self.stack: list[Screen] = []
         self._toast: tuple[str, float] | None = None
@@ -95,7 +107,11 @@ class TvView(QWidget):
         self._timer.timeout.connect(self._tick)
         self._timer.start(TICK_MS)
         client.answered.connect(self._on_answer)  # a bound slot: disconnected with the view
-        self.call("seed_demo", on_result=self._profiles_ready, on_error=self._fatal)
+        if viewer_log is not None:  # a real household replayed from a log
+            self.call("seed_from_log", viewer_log[0], viewer_log[1], profile,
+                      on_result=self._replayed, on_error=self._fatal)
+        else:
+            self.call("seed_demo", on_result=self._profiles_ready, on_error=self._fatal)
 
     # ------------------------------------------------------------------ startup and profiles
 
@@ -106,22 +122,33 @@ class TvView(QWidget):
     def _on_answer(self, *_args) -> None:
         self.update()
 
+    def _replayed(self, answer) -> None:
+        profile, report = answer
+        self.profile = profile
+        self.toast(f"Replayed user {report['user']}: {report['seeded']} of {report['rows']} rows"
+                   + (f", {report['skipped_unknown']} not in the bundle"
+                      if report["skipped_unknown"] else ""))
+        self.call("profiles", on_result=self._profiles_ready, on_error=self._fatal)
+
     def _profiles_ready(self, profiles) -> None:
-        known = {pid: name for pid, name, _ in profiles}
+        known = {p[0]: p for p in profiles}
         if self.profile and self.profile not in known:
             self.call("add_profile", self.profile, self.profile, on_result=self._profiles_ready)
             return
         if not self.profile:
             self.profile = profiles[0][0]
-        self.profile_name = known.get(self.profile) or self.profile
+        me = known.get(self.profile)
+        self.profile_name = (me[1] if me else None) or self.profile
+        self.kids_max = me[3] if me is not None and len(me) > 3 else None
         self.go_home()
 
     def _fatal(self, err: Exception) -> None:
         self.toast(str(err), seconds=3600)
 
-    def switch_profile(self, profile_id: str, name: str) -> None:
-        """Another viewer: their own history, their own rows."""
-        self.profile, self.profile_name = profile_id, name
+    def switch_profile(self, profile_id: str, name: str, kids_max: int | None = None) -> None:
+        """Another viewer: their own history, their own rows (leaving a kids profile asks for
+        the PIN first: :class:`simulator.screens.ProfilesScreen`)."""
+        self.profile, self.profile_name, self.kids_max = profile_id, name, kids_max
         self.go_home()
 
     def set_hardware(self, name: str) -> None:
@@ -161,12 +188,29 @@ class TvView(QWidget):
         home.shown()
         self.update()
 
-    def play(self, card, start: float = 0.0) -> None:
-        """Open the player for a card (asks the engine where its recording is first)."""
-        def open_player(path):
-            self.push(PlayerScreen(self, card, start, path))
-        self.call("media_path", card.item_id, on_result=open_player,
-                         on_error=lambda e: open_player(None))
+    def play(self, card, start: float | None = None) -> None:
+        """Open the player for a card (asks the engine where its recording is first). Without
+        ``start``, from the programme's resume point if it has one (Play on a Continue
+        watching card resumes; the resume point is kept, not overwritten by a play at 0:00)."""
+        def open_player(path, at):
+            self.push(PlayerScreen(self, card, at, path))
+
+        def with_start(at):
+            self.call("media_path", card.item_id, on_result=lambda path: open_player(path, at),
+                      on_error=lambda e: open_player(None, at))
+        if start is None:
+            self.call("resume_position", self.profile, card.item_id,
+                      on_result=lambda at: with_start(float(at or 0.0)),
+                      on_error=lambda e: with_start(0.0))
+        else:
+            with_start(start)
+
+    def shutdown(self) -> None:
+        """The simulator is closing: a programme still playing gets its stop event (its last
+        position kept), sent before the engine process is told to end."""
+        for screen in reversed(self.stack):
+            if isinstance(screen, PlayerScreen):
+                screen.stop()
 
     # ------------------------------------------------------------------ the remote
 
@@ -188,7 +232,23 @@ class TvView(QWidget):
         if button is None:
             super().keyPressEvent(event)
             return
+        if button == "ok":  # OK acts on release; held past LONG_PRESS_S it opens the menu
+            now = self._clock.elapsed() / 1000.0
+            if not event.isAutoRepeat() or self._ok_down is None:
+                self._ok_down, self._ok_fired = now, False
+            elif not self._ok_fired and now - self._ok_down >= LONG_PRESS_S:
+                self._ok_fired = True
+                self.press("menu")
+            return
         self.press(button)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if KEYMAP.get(Qt.Key(event.key())) != "ok" or event.isAutoRepeat():
+            super().keyReleaseEvent(event)
+            return
+        fired, self._ok_down = self._ok_fired, None
+        if not fired:
+            self.press("ok")
 
     # ------------------------------------------------------------------ time
 
@@ -249,13 +309,25 @@ class TvView(QWidget):
         if self.overlay_on:
             self.paint_overlay(p)
         if self._toast is not None:
-            text = self._toast[0]
-            f = th.font(T.Theme.TEXT_BODY)
-            w = min(th.width - 2 * th.safe_x, p.fontMetrics().horizontalAdvance(text) * 1.3 + th.px(160))
-            rect = QRectF((th.width - w) / 2, th.height - th.safe_y - th.px(90), w, th.px(72))
-            rounded(p, rect, th.px(36), QColor(40, 46, 56, 235))
-            p.setFont(f)
-            draw_text(p, rect.adjusted(th.px(24), 0, -th.px(24), 0), text, f, T.TEXT, Qt.AlignCenter)
+            self.paint_toast(p, self._toast[0])
+
+    def toast_rect(self, text: str) -> QRectF:
+        """Where a toast goes: the top bar's free middle, right of the profile and settings
+        buttons and left of the clock. Rows, row headers and the player's progress bar are all
+        below the top bar, so a toast never covers them."""
+        th = self.theme
+        f = th.font(T.Theme.TEXT_BODY)
+        left = th.safe_x + th.px(700)
+        right = th.width - th.safe_x - th.px(160)
+        w = min(right - left, QFontMetrics(f).horizontalAdvance(text) + th.px(64))
+        return QRectF(right - w, th.safe_y + th.px(4), w, th.px(60))
+
+    def paint_toast(self, p: QPainter, text: str) -> None:
+        th = self.theme
+        rect = self.toast_rect(text)
+        rounded(p, rect, th.px(30), QColor(52, 60, 72), QPen(QColor(255, 255, 255, 70), th.px(2)))
+        draw_text(p, rect.adjusted(th.px(24), 0, -th.px(24), 0), text, th.font(T.Theme.TEXT_BODY),
+                  T.TEXT, Qt.AlignCenter)
 
     def budget_lines(self) -> list[tuple[str, str, str, bool | None]]:
         """(label, measured, budget, within budget or None when not measured yet), from the
@@ -289,13 +361,22 @@ class TvView(QWidget):
             out.insert(4, ("engine RSS now", f"{rss:.0f} MB", "", None))
         return out
 
+    def overlay_rect(self, n_lines: int) -> QRectF:
+        """The budget panel: tall enough for its heading (88 px after a 14 px top margin), every
+        line (40 px) and a bottom margin, so the last line sits inside it."""
+        th = self.theme
+        w = th.px(860)
+        return QRectF(th.width - th.safe_x - w, th.safe_y + th.px(80), w,
+                      th.px(14) + th.px(88) + th.px(40) * n_lines + th.px(18))
+
     def paint_overlay(self, p: QPainter) -> None:
         th = self.theme
         hw = hardware_profile(self.hardware)
         lines = self.budget_lines()
         w, lh = th.px(860), th.px(40)
-        rect = QRectF(th.width - th.safe_x - w, th.safe_y + th.px(80), w, th.px(96) + lh * len(lines))
-        rounded(p, rect, th.px(14), QColor(0, 0, 0, 215), QPen(QColor(255, 255, 255, 60), th.px(2)))
+        rect = self.overlay_rect(len(lines))
+        # opaque: the figures must be readable over any poster
+        rounded(p, rect, th.px(14), QColor(12, 14, 18), QPen(QColor(255, 255, 255, 60), th.px(2)))
         x, y = rect.x() + th.px(22), rect.y() + th.px(14)
         draw_text(p, QRectF(x, y, w - th.px(44), lh),
                   f"Budget: {hw.name} box ({hw.ram_mb // 1024} GB, {hw.cpu})",
@@ -333,9 +414,11 @@ class RemotePanel(QWidget):
         ("left", "ok", "right"),
         (None, "down", None),
         ("back", "play", "info"),
+        (None, "menu", None),
     ]
     LABELS = {"up": "\u25b2", "down": "\u25bc", "left": "\u25c0", "right": "\u25b6", "ok": "OK",
-              "back": "\u2190 Back", "home": "\u2302 Home", "play": "\u25b6\u275a\u275a", "info": "Budget"}
+              "back": "\u2190 Back", "home": "\u2302 Home", "play": "\u25b6\u275a\u275a", "info": "Budget",
+              "menu": "\u2261 Menu"}
 
     def __init__(self, tv: TvView, parent: QWidget | None = None):
         super().__init__(parent)
@@ -356,8 +439,9 @@ class RemotePanel(QWidget):
         box = QVBoxLayout(self)
         box.addWidget(QLabel("Remote"))
         box.addLayout(grid)
-        help_text = QLabel("Keys: arrows, Enter = OK, Esc/Backspace = Back,\nH = Home, "
-                           "Space = Play/Pause, B = budget")
+        help_text = QLabel("Keys: arrows, Enter = OK (hold: menu), Esc/Backspace = Back,\n"
+                           "H = Home, Space = Play/Pause, M = card menu, B = budget, "
+                           "0-9 = PIN")
         help_text.setWordWrap(True)
         box.addWidget(help_text)
         box.addStretch(1)
@@ -385,6 +469,10 @@ class MainWindow(QWidget):
         lay.addWidget(tv, 1)
         lay.addWidget(self.remote)
         self.setWindowTitle(f"tvrec simulator - {tv.theme.width}x{tv.theme.height}, {tv.hardware} box")
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.tv.shutdown()  # a programme still playing writes its stop
+        super().closeEvent(event)
 
 
 # ---------------------------------------------------------------------------- running it
@@ -448,20 +536,23 @@ def default_db() -> Path:
 def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "entry",
          resolution: str = "1080p", profile: str | None = None, media: str | Path | None = None,
          screenshot: str | Path | None = None, script: str = "", frames: str | Path | None = None,
-         play_through_s: float = PLAY_THROUGH_S, quit_after: float | None = None) -> int:
+         play_through_s: float = PLAY_THROUGH_S, quit_after: float | None = None,
+         viewer_log: str | Path | None = None, user: str | None = None, pin: str = DEFAULT_PIN) -> int:
     """``tvrec sim``: the window, or (with ``screenshot``) one headless run that saves a PNG."""
     steps = parse_script(script) if script else []
     hardware_profile(hardware)  # unknown names fail before any window opens
     T.Theme.for_resolution(resolution)
     db = Path(db) if db else default_db()
-    db.parent.mkdir(parents=True, exist_ok=True)
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only: a household's viewing
     if screenshot is not None and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([])
     client = EngineClient(str(bundle), str(db))
+    tv = None
     try:
         tv = TvView(client, resolution=resolution, hardware=hardware, profile=profile,
-                    play_through_s=play_through_s)
+                    play_through_s=play_through_s, pin=pin,
+                    viewer_log=(str(viewer_log), str(user)) if viewer_log else None)
         if media:
             tv.call("add_media_dir", str(media),
                            on_result=lambda r: _media_report(tv, r), on_error=lambda e: tv.toast(str(e)))
@@ -469,10 +560,10 @@ def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "e
             ready = wait_until(lambda: tv.home_screen is not None and tv.home_screen.rows is not None
                                or client.error is not None, 120)
             if client.error is not None:
-                print(f"tvrec sim: {client.error}")
+                print(f"tvrec sim: {client.error}", file=sys.stderr)
                 return 2
             if not ready:
-                print("tvrec sim: the engine did not answer within 120 s")
+                print("tvrec sim: the engine did not answer within 120 s", file=sys.stderr)
                 return 2
             wait_idle(tv)
             run_script(tv, steps, Path(frames) if frames else None)
@@ -480,9 +571,11 @@ def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "e
             out = Path(screenshot)
             out.parent.mkdir(parents=True, exist_ok=True)
             if not tv.render_image().save(str(out)):
-                print(f"tvrec sim: could not write {out}")
+                print(f"tvrec sim: could not write {out}", file=sys.stderr)
                 return 2
             print(f"wrote {out} ({tv.theme.width}x{tv.theme.height})")
+            tv.shutdown()
+            wait_idle(tv)
             return 0
         window = MainWindow(tv)
         th = tv.theme
@@ -500,13 +593,16 @@ def main(bundle: str | Path, db: str | Path | None = None, *, hardware: str = "e
             QTimer.singleShot(int(quit_after * 1000), window.close)
         return app.exec()
     finally:
+        if tv is not None:
+            tv.shutdown()  # a stop for a programme still playing, queued before the close
         client.close()
 
 
 def _media_report(tv: TvView, report: dict) -> None:
     if report["added"]:
-        tv.toast(f"Embedded {len(report['added'])} recordings on the box")
+        tv.toast(f"{len(report['added'])} recordings added")
     if report["errors"]:
-        tv.toast("; ".join(report["errors"])[:200])
+        tv.toast(f"{len(report['errors'])} recordings could not be read: "
+                 + report["errors"][0][:80])
     if tv.home_screen is not None and tv.screen is tv.home_screen:
         tv.home_screen.refresh()

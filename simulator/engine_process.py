@@ -25,8 +25,10 @@ from device.content import embed_files_isolated
 from device.engine import Engine
 from device.errors import TvrecError
 
-#: Demo viewers created in a new database: one with a viewing past, one brand new.
-DEMO_PROFILES = (("alex", "Alex"), ("sam", "Sam"))
+#: Demo viewers created in a new database: one with a viewing past, one brand new, and a kids
+#: profile that sees nothing rated above 7 (on a catalog without ratings: nothing at all, as
+#: unrated programmes are hidden from kids).
+DEMO_PROFILES = (("alex", "Alex", None), ("sam", "Sam", None), ("kids", "Kids", 7))
 #: Video files the simulator adds as the box's own recordings.
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m4v"}
 
@@ -58,14 +60,14 @@ class EngineService:
 
     # -------------------------------------------------------------- screens
 
-    def home(self, profile: str):
-        rows = self.engine.home(profile)
+    def home(self, profile: str, now: float | None = None):
+        rows = self.engine.home(profile, now)
         if self.cold_start_ms is None:
             self.cold_start_ms = self.open_ms + self.engine.timings.home_ms
         return rows
 
-    def similar(self, item_id: str, n: int = 12):
-        return self.engine.similar(item_id, n)
+    def similar(self, item_id: str, n: int = 12, profile: str | None = None):
+        return self.engine.similar(item_id, n, profile)
 
     def media_path(self, item_id: str) -> str | None:
         """The recording's file for local items (None for catalog items: no media on the box)."""
@@ -85,12 +87,34 @@ class EngineService:
     def record(self, profile: str, item_id: str, kind: str, position: float | None = None):
         return self.engine.record(profile, item_id, kind, position=position)
 
-    def profiles(self) -> list[tuple[str, str, bool]]:
-        return [(p.id, p.display_name, p.history_paused) for p in self.engine.history.profiles()]
+    def card_action(self, profile: str, item_id: str, action: str):
+        """One of the card menu's actions (the Engine methods of the same names)."""
+        if action not in CARD_ACTIONS:
+            raise ValueError(f"unknown card action {action!r}")
+        return getattr(self.engine, action)(profile, item_id)
 
-    def add_profile(self, profile: str, name: str | None = None):
-        self.engine.add_profile(profile, name)
+    def card_state(self, profile: str, item_id: str) -> dict[str, Any]:
+        """What the card menu needs to label its lines."""
+        h = self.engine.history
+        return {"on_list": item_id in h.flags(profile, "my_list"),
+                "resume_at": self.resume_position(profile, item_id)}
+
+    def profiles(self) -> list[tuple[str, str, bool, int | None]]:
+        """(id, name, history paused, kids maximum rating or None) per profile."""
+        return [(p.id, p.display_name, p.history_paused, p.kids_max_maturity)
+                for p in self.engine.history.profiles()]
+
+    def add_profile(self, profile: str, name: str | None = None, kids_max_maturity=None):
+        self.engine.add_profile(profile, name, kids_max_maturity=kids_max_maturity)
         return self.profiles()
+
+    def seed_from_log(self, path: str, user: str, profile: str | None = None):
+        """Replay a real household: ``user``'s earliest 75% of ``path``'s rows into a profile
+        (see :func:`device.replay.seed_profile`); returns (profile, report)."""
+        from device.replay import seed_profile
+
+        report = seed_profile(self.engine, path, user, profile)
+        return report["profile"], report
 
     def set_paused(self, profile: str, paused: bool) -> bool:
         (self.engine.history.pause if paused else self.engine.history.resume)(profile)
@@ -104,8 +128,8 @@ class EngineService:
         genre (so every row appears), and Sam, who is new (Popular now only)."""
         if self.engine.history.profiles():
             return self.profiles()
-        for pid, name in DEMO_PROFILES:
-            self.engine.add_profile(pid, name)
+        for pid, name, kids in DEMO_PROFILES:
+            self.engine.add_profile(pid, name, kids_max_maturity=kids)
         same, other = demo_picks(self.engine.bundle)
         for item in same[:2]:
             self.engine.record("alex", item, "play", position=0.0)
@@ -182,6 +206,10 @@ class EngineService:
 def _title_of(path: Path) -> str:
     return path.stem.replace("_", " ").replace("-", " ").strip().title() or path.name
 
+
+#: What a card menu may ask of the engine (Engine methods taking a profile and an item).
+CARD_ACTIONS = ("remove_from_continue", "not_interested", "add_to_list", "remove_from_list",
+                "mark_watched")
 
 #: The requests a client may make (anything else is refused by name).
 METHODS = {name for name in dir(EngineService) if not name.startswith("_")}

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPixmap, QRadialGradient
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPixmap, QRadialGradient
 
 from simulator.theme import genre_colour
+
+from device.engine import show_title as _SHOW  # noqa: E402 (the one episode-marker rule)
 
 _CACHE: dict[tuple[str, int, int], QPixmap] = {}
 _CACHE_LIMIT = 512
@@ -40,7 +42,7 @@ def poster(item_id: str, genres: tuple[str, ...], width: int, height: int,
     p.setRenderHint(QPainter.Antialiasing)
     base = genre_colour(genres[0] if genres else "")
     # Each series gets its own shade of the genre's colour (hash of its name).
-    series = (title or item_id).split("#")[0].strip()
+    series = _SHOW(title) if title else item_id
     shade = int(hashlib.sha1(series.encode()).hexdigest()[:4], 16)
     h, s_, v, _ = base.getHsv()
     base = QColor.fromHsv((h + shade % 50 - 25) % 360, min(255, max(60, s_ + shade % 60 - 30)),
@@ -76,8 +78,24 @@ def poster(item_id: str, genres: tuple[str, ...], width: int, height: int,
         p.setFont(font)
         p.setPen(QColor(255, 255, 255, 235))
         margin = width * 0.07
-        p.drawText(QRectF(margin, height * 0.22, width - 2 * margin, height * 0.6),
-                   Qt.AlignLeft | Qt.AlignBottom | Qt.TextWordWrap, series)
+        # At most two lines, ellipsised at the end and bottom-anchored below the genre tag: a
+        # real catalog's 60-character title must not climb over the top of the poster.
+        fm = QFontMetrics(font)
+        box_w = width - 2 * margin
+        words, lines = series.split(), []
+        while words and len(lines) < 2:
+            line = words.pop(0)
+            while words and fm.horizontalAdvance(f"{line} {words[0]}") <= box_w:
+                line = f"{line} {words.pop(0)}"
+            lines.append(line)
+        if words:
+            lines[-1] = f"{lines[-1]} {' '.join(words)}"
+        lines = [fm.elidedText(line, Qt.ElideRight, int(box_w)) for line in lines]
+        lh = fm.lineSpacing()
+        bottom = height * 0.82
+        for n, line in enumerate(lines):
+            p.drawText(QRectF(margin, bottom - (len(lines) - n) * lh, box_w, lh),
+                       Qt.AlignLeft | Qt.AlignVCenter, line)
     p.end()
     pix = QPixmap.fromImage(img)
     _CACHE[key] = pix

@@ -25,8 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from device.engine import Card, Row
     from simulator.app import TvView
 
-#: Buttons of the remote (and their names in --script).
-BUTTONS = ("up", "down", "left", "right", "ok", "back", "home", "play", "info")
+#: Buttons of the remote (and their names in --script); "menu" opens a card's menu (also a
+#: long press of OK), the digits type a PIN.
+DIGITS = tuple("0123456789")
+BUTTONS = ("up", "down", "left", "right", "ok", "back", "home", "play", "info", "menu") + DIGITS
 #: Scroll animation time constant (s): ~250 ms to settle, as Leanback rows do.
 SCROLL_TAU = 0.06
 HARDWARE_PROFILES = ("entry", "mid", "high")
@@ -42,6 +44,25 @@ def draw_text(p: QPainter, rect: QRectF, text: str, font, colour: QColor,
     if elide:
         text = QFontMetrics(font).elidedText(text, Qt.ElideRight, int(rect.width()))
     p.drawText(rect, flags, text)
+
+
+def wrap_lines(text: str, font, width: float, max_lines: int = 2) -> list[str]:
+    """``text`` wrapped at word boundaries into at most ``max_lines`` lines of ``width``
+    pixels; the last line is elided at its end ("Super Cycling Cup Final #10" never loses its
+    middle). A word longer than a line is cut (elided) on its own line."""
+    fm = QFontMetrics(font)
+    words, lines = text.split(), []
+    while words and len(lines) < max_lines:
+        line = words.pop(0)
+        while words and fm.horizontalAdvance(f"{line} {words[0]}") <= width:
+            line = f"{line} {words.pop(0)}"
+        lines.append(line)
+    if words:  # what did not fit goes to the last line, elided at its end
+        lines[-1] = f"{lines[-1]} {' '.join(words)}"
+    if lines:
+        lines[-1] = fm.elidedText(lines[-1], Qt.ElideRight, int(width))
+        lines[:-1] = [fm.elidedText(line, Qt.ElideRight, int(width)) for line in lines[:-1]]
+    return lines
 
 
 def rounded(p: QPainter, rect: QRectF, radius: float, fill: QColor | None = None,
@@ -86,10 +107,13 @@ def paint_card(p: QPainter, th: T.Theme, card: Card, x: float, y: float, focused
     if card.genres:
         draw_text(p, QRectF(px + th.px(14), py + th.px(10), pw - th.px(28), th.px(32)),
                   card.genres[0].upper(), th.font(T.Theme.TEXT_SMALL, True), QColor(255, 255, 255, 220))
-    if card.source == "local":
-        badge = QRectF(px + pw - th.px(150), py + th.px(10), th.px(136), th.px(34))
-        rounded(p, badge, th.px(6), QColor(0, 0, 0, 170))
-        draw_text(p, badge, "RECORDED", th.font(T.Theme.TEXT_SMALL, True), T.TEXT, Qt.AlignCenter)
+    badge_text = "RECORDED" if card.source == "local" else getattr(card, "episode", "")
+    if badge_text:  # the recording badge, or the episode marker ("E3", "S2 E5")
+        bf = th.font(T.Theme.TEXT_SMALL, True)
+        bw = QFontMetrics(bf).horizontalAdvance(badge_text) + th.px(24)
+        badge = QRectF(px + pw - bw - th.px(14), py + th.px(10), bw, th.px(34))
+        rounded(p, badge, th.px(6), QColor(0, 0, 0, 190))
+        draw_text(p, badge, badge_text, bf, T.TEXT, Qt.AlignCenter)
     if card.progress is not None:
         bar = QRectF(px + th.px(14), py + ph - th.px(22), pw - th.px(28), th.px(8))
         rounded(p, bar, th.px(4), QColor(255, 255, 255, 90))
@@ -99,13 +123,19 @@ def paint_card(p: QPainter, th: T.Theme, card: Card, x: float, y: float, focused
         rounded(p, rect.adjusted(-th.px(3), -th.px(3), th.px(3), th.px(3)), th.px(12),
                 pen=QPen(T.FOCUS_OUTLINE, th.px(6)))
     ty = y + h + th.px(16)
-    # Elided in the middle: series share a prefix, the episode number at the end tells them apart.
-    title_font = th.font(T.Theme.TEXT_BODY, focused)
-    title = QFontMetrics(title_font).elidedText(card.title, Qt.ElideMiddle, int(w))
-    draw_text(p, QRectF(x, ty, w, th.px(38)), title, title_font,
-              T.TEXT if focused else QColor(T.TEXT).darker(112), elide=False)
-    draw_text(p, QRectF(x, ty + th.px(38), w, th.px(34)), card.reason, th.font(T.Theme.TEXT_SMALL),
-              T.TEXT_DIM)
+    # Two lines, ellipsised at the end; the same font focused or not (a bold focused title
+    # would be cut harder than its neighbours'): focus shows in colour and the outline.
+    title_font = th.font(T.Theme.TEXT_BODY)
+    lh, rh = th.px(33), th.px(29)
+    title_lines = wrap_lines(card.title, title_font, w)
+    for n, line in enumerate(title_lines):
+        draw_text(p, QRectF(x, ty + n * lh, w, lh), line, title_font,
+                  T.TEXT if focused else QColor(T.TEXT).darker(112), elide=False)
+    # The reason reads whole ("Because you watched" + the show): up to two lines of its own.
+    reason_font = th.font(T.Theme.TEXT_SMALL)
+    ry = ty + len(title_lines) * lh + th.px(4)
+    for n, line in enumerate(wrap_lines(card.reason, reason_font, w)):
+        draw_text(p, QRectF(x, ry + n * rh, w, rh), line, reason_font, T.TEXT_DIM, elide=False)
 
 
 def row_offset(th: T.Theme, n_cards: int, col: int) -> float:
@@ -241,7 +271,9 @@ class HomeScreen(Screen):
         if button == "ok" and card is not None:
             self.app.push(DetailsScreen(self.app, card))
         elif button == "play" and card is not None:
-            self.app.play(card)
+            self.app.play(card)  # from its resume point, if it has one
+        elif button == "menu" and card is not None:
+            self.app.push(CardMenuScreen(self.app, card, self.rows[pos[0] - 1].kind))
         elif button == "back":
             if pos != (1, 0) and len(self.grid.lengths) > 1:  # Back on home: to the first card
                 self.grid.focus(1, 0)
@@ -326,13 +358,24 @@ class DetailsScreen(Screen):
         self.resume_at = 0.0
         self._x = 0.0
         self.verdict: str | None = None
-        app.call("similar", card.item_id, on_result=self._set_similar,
-                        on_error=lambda e: app.toast(str(e)))
+        app.call("similar", card.item_id, 12, app.profile, on_result=self._set_similar,
+                 on_error=lambda e: app.toast(str(e)))
         app.call("media_path", card.item_id, on_result=self._set_media)
 
     def shown(self) -> None:
         self.app.call("resume_position", self.app.profile, self.card.item_id,
                              on_result=self._set_resume)
+
+    @property
+    def why(self) -> str:
+        """Why this programme is here. A Continue-watching card's reason ("Resume at 30%") was
+        true when the home screen was drawn; the live resume point (re-read whenever this page
+        is shown, e.g. back from the player) says it now."""
+        c = self.card
+        if c.kind == "continue":
+            return (f"You stopped at {self.resume_at / max(c.duration, 1):.0%}"
+                    if self.resume_at > 0 else "You have watched it")
+        return c.reason or "From the catalog"
 
     def _set_resume(self, pos: float) -> None:
         self.resume_at = float(pos or 0.0)
@@ -357,6 +400,8 @@ class DetailsScreen(Screen):
             self.app.pop()
         elif button == "play":
             self.app.play(self.card, self.resume_at)
+        elif button == "menu":
+            self.app.push(CardMenuScreen(self.app, self.card, "details"))
         elif button == "ok" and pos is not None:
             if pos[0] == 0:
                 action = self.ACTIONS[pos[1]]
@@ -413,7 +458,7 @@ class DetailsScreen(Screen):
         ]))
         draw_text(p, QRectF(x0, y0 + th.px(110), th.width * 0.6, th.px(44)), meta,
                   th.font(T.Theme.TEXT_BODY), T.TEXT_DIM)
-        why = c.reason or "From the catalog"
+        why = self.why
         draw_text(p, QRectF(x0, y0 + th.px(166), th.width * 0.6, th.px(44)),
                   f"Why: {why}", th.font(T.Theme.TEXT_BODY), T.TEXT)
         if self.resume_at > 0:
@@ -611,7 +656,7 @@ class SettingsScreen(ListScreen):
         app.call("profiles", on_result=self._set_profiles)
 
     def _set_profiles(self, profiles) -> None:
-        for pid, _, paused in profiles:
+        for pid, _, paused, *_ in profiles:
             if pid == self.app.profile:
                 self.paused = paused
         self.app.update()
@@ -634,9 +679,14 @@ class SettingsScreen(ListScreen):
             app.call("set_paused", app.profile, not self.paused,
                             on_result=self._set_paused, on_error=lambda e: app.toast(str(e)))
         elif index == 2:
-            app.call("clear", app.profile,
-                            on_result=lambda n: app.toast(f"Cleared {n} events of {app.profile_name}"),
-                            on_error=lambda e: app.toast(str(e)))
+            def clear():
+                app.call("clear", app.profile,
+                         on_result=lambda n: app.toast(f"Cleared {n} events of {app.profile_name}"),
+                         on_error=lambda e: app.toast(str(e)))
+            app.push(ConfirmScreen(app, f"Clear all of {app.profile_name}'s watch history?",
+                                   "What they watched, their list and card choices are "
+                                   "forgotten on this box. This cannot be undone.",
+                                   "Clear history", clear))
         elif index == 3:
             app.overlay_on = not app.overlay_on
         app.update()
@@ -658,26 +708,214 @@ class ProfilesScreen(ListScreen):
         app.call("profiles", on_result=self._set_profiles)
 
     def _set_profiles(self, profiles) -> None:
-        self.profiles = list(profiles)
+        self.profiles = [tuple(p) + (None,) * (4 - len(p)) for p in profiles]
         self._sync()
-        for i, (pid, _, _) in enumerate(self.profiles):
+        for i, (pid, *_rest) in enumerate(self.profiles):
             if pid == self.app.profile:
                 self.grid.focus(i, 0)
         self.app.update()
 
     def lines(self) -> list[tuple[str, str]]:
-        out = [(name or pid, "current" if pid == self.app.profile else
-                ("history paused" if paused else "")) for pid, name, paused in self.profiles]
+        def note(pid, paused, kids):
+            parts = ["current" if pid == self.app.profile else None,
+                     None if kids is None else f"kids, up to {kids}",
+                     "history paused" if paused else None]
+            return " \u00b7 ".join(x for x in parts if x)
+        out = [(name or pid, note(pid, paused, kids)) for pid, name, paused, kids in self.profiles]
         return out + [("+ Add a profile", "")]
 
     def activate(self, index: int) -> None:
         if index < len(self.profiles):
-            pid, name, _ = self.profiles[index]
-            self.app.switch_profile(pid, name or pid)
+            pid, name, _, kids = self.profiles[index]
+            switch = lambda: self.app.switch_profile(pid, name or pid, kids)  # noqa: E731
+            if self.app.kids_max is not None and pid != self.app.profile:
+                # Leaving a kids profile needs the PIN (entering one does not).
+                self.app.push(PinScreen(self.app, switch))
+            else:
+                switch()
             return
-        taken = {pid for pid, _, _ in self.profiles}
+        if self.app.kids_max is not None:
+            self.app.push(PinScreen(self.app, lambda: self._add()))
+            return
+        self._add()
+
+    def _add(self) -> None:
+        taken = {pid for pid, *_ in self.profiles}
         n = len(self.profiles) + 1
         while f"viewer{n}" in taken:
             n += 1
         self.app.call("add_profile", f"viewer{n}", f"Viewer {n}",
                              on_result=self._set_profiles, on_error=lambda e: self.app.toast(str(e)))
+
+
+class OverlayListScreen(ListScreen):
+    """A menu panel over the screen below it (dimmed), not a page of its own."""
+
+    heading = ""
+
+    def paint(self, p: QPainter, th: T.Theme) -> None:
+        below = self.app.stack[-2] if len(self.app.stack) > 1 else None
+        if below is not None:
+            below.paint(p, th)
+        p.fillRect(QRectF(0, 0, th.width, th.height), QColor(0, 0, 0, 170))
+        w = th.px(760)
+        lines = self.lines()
+        lh = th.px(84)
+        panel = QRectF(th.width - th.safe_x - w, th.safe_y, w, th.px(150) + lh * len(lines))
+        rounded(p, panel, th.px(16), T.SURFACE, QPen(QColor(255, 255, 255, 50), th.px(2)))
+        x = panel.x() + th.px(32)
+        inner_w = w - th.px(64)
+        draw_text(p, QRectF(x, panel.y() + th.px(24), inner_w, th.px(48)), self.heading,
+                  th.font(T.Theme.TEXT_ROW, True), T.TEXT)
+        draw_text(p, QRectF(x, panel.y() + th.px(72), inner_w, th.px(36)), self.title,
+                  th.font(T.Theme.TEXT_SMALL), T.TEXT_DIM)
+        for i, (label, _) in enumerate(lines):
+            rect = QRectF(x, panel.y() + th.px(128) + i * lh, inner_w, th.px(72))
+            focused = self.grid.position == (i, 0)
+            rounded(p, rect, th.px(12), T.TEXT if focused else T.SURFACE_FOCUS)
+            draw_text(p, rect.adjusted(th.px(24), 0, -th.px(24), 0), label,
+                      th.font(T.Theme.TEXT_BODY, True), T.BACKGROUND if focused else T.TEXT)
+
+
+class CardMenuScreen(OverlayListScreen):
+    """A card's menu (Menu key or a long OK): the Watch Next actions of the engine."""
+
+    name = "card_menu"
+
+    def __init__(self, app: TvView, card: Card, row_kind: str):
+        super().__init__(app)
+        self.card = card
+        self.row_kind = row_kind
+        self.heading = card.title
+        self.title = "Options"
+        self.on_list: bool | None = None
+        self.actions: list[tuple[str, str]] = self._actions()
+        self._sync()
+        app.call("card_state", app.profile, card.item_id, on_result=self._set_state)
+
+    def _set_state(self, state: dict) -> None:
+        self.on_list = bool(state.get("on_list"))
+        self.actions = self._actions()
+        self._sync()
+        self.app.update()
+
+    def _actions(self) -> list[tuple[str, str]]:
+        out = [("play", "\u25b6 Play"), ("details", "Details")]
+        if self.row_kind == "continue":
+            out.append(("remove_from_continue", "Remove from Continue watching"))
+        if self.on_list is not None:
+            out.append(("remove_from_list", "Remove from My list") if self.on_list
+                       else ("add_to_list", "Add to My list"))
+        out += [("mark_watched", "Mark as watched"), ("not_interested", "Not interested")]
+        return out
+
+    def lines(self) -> list[tuple[str, str]]:
+        return [(label, "") for _, label in self.actions]
+
+    DONE = {"remove_from_continue": "Removed from Continue watching",
+            "not_interested": "Got it: you will not see it again",
+            "add_to_list": "Added to My list", "remove_from_list": "Removed from My list",
+            "mark_watched": "Marked as watched"}
+
+    def activate(self, index: int) -> None:
+        action = self.actions[index][0]
+        app, card = self.app, self.card
+        app.pop()
+        if action == "play":
+            app.play(card)
+        elif action == "details":
+            app.push(DetailsScreen(app, card))
+        else:
+            app.call("card_action", app.profile, card.item_id, action,
+                     on_result=lambda _r: self._done(action),
+                     on_error=lambda e: app.toast(str(e)))
+
+    def _done(self, action: str) -> None:
+        self.app.toast(self.DONE[action])
+        home = self.app.home_screen
+        if home is not None:
+            home.refresh()
+
+
+class ConfirmScreen(OverlayListScreen):
+    """Are you sure? Cancel is focused first: a stray OK never destroys anything."""
+
+    name = "confirm"
+
+    def __init__(self, app: TvView, heading: str, detail: str, confirm_label: str, on_confirm):
+        super().__init__(app)
+        self.heading, self.title = heading, detail
+        self.confirm_label = confirm_label
+        self.on_confirm = on_confirm
+        self._sync()
+
+    def lines(self) -> list[tuple[str, str]]:
+        return [("Cancel", ""), (self.confirm_label, "")]
+
+    def activate(self, index: int) -> None:
+        self.app.pop()
+        if index == 1:
+            self.on_confirm()
+
+
+#: The simulator's parental PIN (a box keeps its own in its settings).
+DEFAULT_PIN = "1234"
+
+
+class PinScreen(Screen):
+    """Four digits to leave a kids profile: typed with the digit keys, or set with up/down and
+    moved along with left/right; OK checks it."""
+
+    name = "pin"
+
+    def __init__(self, app: TvView, on_success):
+        super().__init__(app)
+        self.on_success = on_success
+        self.digits = [0, 0, 0, 0]
+        self.typed: list[str] = []
+        self.col = 0
+        self.wrong = False
+
+    def press(self, button: str) -> None:
+        if button in DIGITS:
+            self.typed.append(button)
+            self.digits[len(self.typed) - 1] = int(button)
+            self.col = min(len(self.typed), 3)
+            if len(self.typed) == 4:
+                self._check("".join(self.typed))
+        elif button == "up" or button == "down":
+            self.digits[self.col] = (self.digits[self.col] + (1 if button == "up" else -1)) % 10
+            self.typed = []
+        elif button in ("left", "right"):
+            self.col = min(3, max(0, self.col + (1 if button == "right" else -1)))
+        elif button == "ok":
+            self._check("".join(str(d) for d in self.digits))
+        elif button == "back":
+            self.app.pop()
+
+    def _check(self, pin: str) -> None:
+        if pin == self.app.pin:
+            self.app.pop()
+            self.on_success()
+        else:
+            self.wrong = True
+            self.typed, self.digits, self.col = [], [0, 0, 0, 0], 0
+            self.app.toast("Wrong PIN")
+
+    def paint(self, p: QPainter, th: T.Theme) -> None:
+        p.fillRect(QRectF(0, 0, th.width, th.height), T.BACKGROUND)
+        draw_text(p, QRectF(0, th.px(260), th.width, th.px(80)), "Enter the PIN to leave the kids profile",
+                  th.font(T.Theme.TEXT_TITLE, True), T.TEXT, Qt.AlignCenter)
+        size, gap = th.px(120), th.px(36)
+        x0 = (th.width - 4 * size - 3 * gap) / 2
+        for i, d in enumerate(self.digits):
+            rect = QRectF(x0 + i * (size + gap), th.px(420), size, size * 1.2)
+            focused = i == self.col
+            rounded(p, rect, th.px(14), T.SURFACE_FOCUS if focused else T.SURFACE,
+                    QPen(T.FOCUS_OUTLINE, th.px(5)) if focused else None)
+            shown = "\u2022" if (i < len(self.typed)) else str(d)
+            draw_text(p, rect, shown, th.font(64, True), T.TEXT, Qt.AlignCenter)
+        hint = "Wrong PIN, try again" if self.wrong else \
+            "Digits, or \u25b2\u25bc to set and \u25c0\u25b6 to move; OK checks; Back cancels"
+        draw_text(p, QRectF(0, th.px(640), th.width, th.px(50)), hint, th.font(T.Theme.TEXT_BODY),
+                  T.OVER_RED if self.wrong else T.TEXT_DIM, Qt.AlignCenter)

@@ -86,8 +86,8 @@ class Theme:
 
     @property
     def row_h(self) -> int:
-        """Row title + poster + two lines of text + breathing room."""
-        return self.px(56) + self.card_h + self.px(100) + self.px(24)
+        """Row title + poster + up to two lines of title and two of reason + breathing room."""
+        return self.px(56) + self.card_h + self.px(134) + self.px(20)
 
     @property
     def header_h(self) -> int:

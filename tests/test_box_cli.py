@@ -218,7 +218,7 @@ def test_documented_history_schema_is_the_database_the_code_creates(tmp_path):
         h.add_profile("tv")
     with sqlite3.connect(tmp_path / "h.db") as c:
         assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        for table in ("profiles", "items", "events"):
+        for table in ("profiles", "items", "events", "item_flags"):
             actual = {row[1]: row[2] for row in c.execute(f"PRAGMA table_info({table})")}
             documented = _guide_table(f"#### Table `{table}`")
             assert {k: v.split()[0] for k, v in documented.items()} == actual, table

@@ -327,3 +327,19 @@ def test_simulator_on_a_built_bundle(tmp_path):
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 10_000
+
+
+def test_signed_build(built, tmp_path):
+    """--signing-key: the sign step of the shared pipeline; the box's check accepts it."""
+    from device.bundle import check_signature, generate_key
+    from export.pipeline import build_bundle
+
+    base, _ = built
+    key, pub = generate_key(tmp_path / "fleet.key")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / pub.name).write_bytes(pub.read_bytes())
+    report = build_bundle(base / "items.csv", base / "log.csv", tmp_path / "b", k=8,
+                          signing_key=key, progress=False)
+    assert report["signature"]["key_id"]
+    check_signature(report["bundle"], keys)  # raises if unsigned or forged

@@ -191,3 +191,31 @@ def test_cli_keygen_sign_verify_install(tmp_path):
     p = run("tvrec-device", "install", tmp_path / "u", "--bundles", tmp_path / "root2",
             "--allow-unsigned")
     assert p.returncode == 0 and "WARNING --allow-unsigned" in p.stderr
+
+
+def test_raw_libsodium_check_agrees_with_pynacl():
+    """device.bundle_sign.verify_ed25519 (the cheap-to-import path) says what nacl.signing says,
+    on valid signatures and on every single-bit corruption of message, signature or key."""
+    import random
+
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import SigningKey, VerifyKey
+
+    from device.bundle_sign import verify_ed25519
+
+    rng = random.Random(0)
+    for _ in range(40):
+        sk = SigningKey.generate()
+        msg = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
+        sig, pub = sk.sign(msg).signature, bytes(sk.verify_key)
+        assert verify_ed25519(pub, msg, sig)
+        which = rng.choice(["msg", "sig", "pub"]) if msg else rng.choice(["sig", "pub"])
+        parts = {"msg": bytearray(msg), "sig": bytearray(sig), "pub": bytearray(pub)}
+        parts[which][rng.randrange(len(parts[which]))] ^= 1 << rng.randrange(8)
+        m, s, p = bytes(parts["msg"]), bytes(parts["sig"]), bytes(parts["pub"])
+        try:
+            VerifyKey(p).verify(m, s)
+            nacl_says = True
+        except (BadSignatureError, ValueError, Exception):  # noqa: BLE001 -- an invalid point too
+            nacl_says = False
+        assert verify_ed25519(p, m, s) == nacl_says

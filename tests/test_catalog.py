@@ -316,3 +316,33 @@ def test_cli_generate_and_info(tmp_path, capsys):
     assert main(["catalog", "info", str(out)]) == 2
     assert "catalog.json" in capsys.readouterr().err
     assert main(["catalog", "generate", "--out", str(out), "--items", "1"]) == 2
+
+
+def _rows(path):
+    lines = path.read_text().splitlines()
+    assert lines[0] == "profile_id,item_id,timestamp,completion,liked"
+    return [line.split(",") for line in lines[1:]]
+
+
+def test_daypart_logs_are_the_same_viewing_at_habitual_hours(default_logs):
+    """interactions_dayparts.csv: the same rows (profile, item, completion, liked, day) as
+    interactions.csv, other hours; and only they show genre-by-hour habits."""
+    from device.context import habit_strength
+
+    manifest = json.loads((default_logs / "catalog.json").read_text())
+    genre = {it["id"]: manifest["genres"].index(it["primary_genre"]) for it in manifest["items"]}
+    for plain, timed in (("interactions.csv", "interactions_dayparts.csv"),
+                         ("interactions_future.csv", "interactions_future_dayparts.csv")):
+        a, b = _rows(default_logs / plain), _rows(default_logs / timed)
+        key = lambda r: (r[0], r[1], r[3], r[4], int(r[2]) // 86400)  # noqa: E731
+        assert sorted(map(key, a)) == sorted(map(key, b))
+        assert [r[2] for r in a] != [r[2] for r in b]
+
+    def earned(rows):
+        by = {}
+        for p, i, t, *_ in rows:
+            by.setdefault(p, []).append((float(t), genre[i]))
+        s = [habit_strength(*map(np.array, zip(*sorted(v, reverse=True)))) for v in by.values()]
+        return np.mean(np.array(s) > 0)
+    assert earned(_rows(default_logs / "interactions_dayparts.csv")) > 0.4
+    assert earned(_rows(default_logs / "interactions.csv")) < 0.1

@@ -132,14 +132,14 @@ def test_cli_eval_cf_refuses_a_fit_that_would_not_fit_and_names_spark(tmp_path):
     import resource
 
     rng = np.random.default_rng(1)
-    n_users, per_user, n_items = 500, 800, 30_000
+    n_users, per_user, n_items = 200, 1000, 100_000
     users = np.repeat(np.arange(1, n_users + 1), per_user)
     items = np.concatenate([rng.choice(n_items, per_user, replace=False) + 1 for _ in range(n_users)])
     data = tmp_path / "u.data"
     data.write_text("".join(f"{u}\t{i}\t4\t{n}\n" for n, (u, i) in enumerate(zip(users, items))))
 
-    def limit():  # 1.5 GB of address space: python + numpy + scipy start, a 6 GB fit cannot
-        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29))
+    def limit():  # 1.25 GB of address space: python + numpy + scipy start, a ~2.5 GB fit cannot
+        resource.setrlimit(resource.RLIMIT_AS, (5 * 2**28, 5 * 2**28))
 
     proc = subprocess.run([sys.executable, "-m", "tvrec.cli", "eval", "cf", "--ratings", str(data)],
                           capture_output=True, text=True, timeout=300, preexec_fn=limit,

@@ -148,3 +148,56 @@ def test_read_log_formats_and_errors(spark, tmp_path):
     other.write_text("hello world\n")
     with pytest.raises(DataFormatError, match="not a watch log"):
         fs.read_log(spark, str(other))
+
+
+def test_bundle_build_on_spark_equals_in_process(spark, tmp_path):
+    """`tvrec bundle build --engine spark` on a synth-logs catalog: same table, report keys."""
+    import json
+
+    from device.bundle import open_bundle
+    from tvrec.cli import main
+
+    data = tmp_path / "data"
+    assert main(["catalog", "synth-logs", "--items", "400", "--profiles", "300", "--events",
+                 "12000", "--seed", "5", "--out", str(data)]) == 0
+    # a dislike and a never-started view, which count for neither engine
+    with open(data / "events.csv", "a", encoding="utf-8") as fh:
+        fh.write("1,7,1767225700,0.0\n")
+    reports = {}
+    for engine in ("inprocess", "spark"):
+        out, rep = tmp_path / engine, tmp_path / f"{engine}.json"
+        argv = ["bundle", "build", "--items", str(data / "items.csv"), "--interactions",
+                str(data / "events.csv"), "--out", str(out), "--json", str(rep),
+                "--engine", engine]
+        if engine == "spark":
+            argv += ["--spark-master", "local[2]"]
+        assert main(argv) == 0
+        reports[engine] = json.loads(rep.read_text())
+    a = open_bundle(reports["inprocess"]["bundle"], verify="full").table
+    b = open_bundle(reports["spark"]["bundle"], verify="full").table
+    share, worst = _compare(b, a)
+    assert share >= 0.999 and worst <= 1e-4, (share, worst)
+    r = reports["spark"]
+    assert r["engine"] == "spark" and r["spark_version"].startswith("4.")
+    assert {"spark.cap", "spark.solve", "spark.resolve", "learn", "write"} <= set(r["stage_seconds"])
+    assert r["n_events"] == 12001 and reports["inprocess"]["engine"] == "inprocess"
+
+
+def test_eval_cf_on_spark_matches_in_process(spark, tmp_path):
+    import json
+
+    from tvrec.cli import main
+
+    rng = np.random.default_rng(7)
+    lines = {(int(u), int(i)) for u, i in zip(rng.integers(1, 80, 3000), rng.integers(1, 150, 3000))}
+    ratings = tmp_path / "u.data"
+    ratings.write_text("".join(f"{u}\t{i}\t4\t{880000000 + n}\n" for n, (u, i) in enumerate(sorted(lines))))
+    out = {}
+    for engine in ("inprocess", "spark"):
+        rep = tmp_path / f"{engine}.json"
+        assert main(["eval", "cf", "--ratings", str(ratings), "--engine", engine,
+                     "--spark-master", "local[2]", "--json", str(rep)]) == 0
+        out[engine] = json.loads(rep.read_text())
+    assert out["spark"]["engine"] == "spark" and "spark.solve" in out["spark"]["stage_seconds"]
+    for key in ("ndcg@10", "precision@10", "recall@10", "map", "lambda"):
+        assert out["spark"][key] == pytest.approx(out["inprocess"][key], rel=1e-9), key

@@ -301,6 +301,7 @@ def test_clear_and_export(history):
     assert json.loads(json.dumps(exported)) == exported  # JSON-serialisable, loss-free
     assert exported["profile"] == {
         "id": "alice", "display_name": "Alice", "created": NOW, "history_paused": False,
+        "kids_max_maturity": None,
     }
     assert [(e["item_id"], e["title"], e["kind"]) for e in exported["events"]] == [
         ("a", "Title a", "play"),

@@ -150,7 +150,12 @@ def test_playing_to_the_end_writes_finish_and_changes_the_home_screen(qtbot, cli
     shown = {c.item_id for r in tv.home_screen.rows for c in r.cards}
     assert card.item_id not in shown                  # a finished programme is not offered again
     assert "top_picks" in row_kinds(tv)               # and it now drives recommendations
-    assert tv.home_screen.rows[0].cards[0].reason.endswith(card.title)
+    # an episode: its successor is Up next in Continue watching, and the reasons name the show
+    first = tv.home_screen.rows[0]
+    assert first.kind == "continue" and first.cards[0].kind == "next"
+    assert first.cards[0].title == card.title.replace("#7", "#8")
+    top = [r for r in tv.home_screen.rows if r.kind == "top_picks"][0]
+    assert top.cards[0].reason == "Because you watched Super Cycling Cup Final"
 
 
 def test_stopping_halfway_puts_the_programme_in_continue_watching(qtbot, client, db_path):
@@ -371,6 +376,12 @@ def test_clear_history_in_settings_empties_the_profile(qtbot, client, db_path):
     key(qtbot, tv, Qt.Key_Return)
     key(qtbot, tv, Qt.Key_Down, 2)                    # "Clear watch history"
     key(qtbot, tv, Qt.Key_Return)
+    assert tv.screen.name == "confirm" and tv.screen.grid.row == 0   # Cancel is focused
+    key(qtbot, tv, Qt.Key_Return)                     # Cancel: nothing is cleared
+    assert tv.screen.name == "settings" and events_of(db_path, "clearer")
+    key(qtbot, tv, Qt.Key_Return)
+    key(qtbot, tv, Qt.Key_Down)                       # "Clear history"
+    key(qtbot, tv, Qt.Key_Return)
     assert tv.toast_text.startswith("Cleared ")
     assert events_of(db_path, "clearer") == []
     key(qtbot, tv, Qt.Key_H)
@@ -401,3 +412,195 @@ def test_the_window_opens_on_a_real_x_server(tmp_path, demo_bundle):
         server.wait(10)
     with History(tmp_path / "h.db") as h:
         assert {p.id for p in h.profiles()} == {"alex", "sam"}  # the demo viewers were seeded
+
+
+# ---------------------------------------------------------------------------- Watch Next in the UI
+
+
+def stop_at(qtbot, tv, steps: int):
+    """Play the focused card from its details page, pause, seek ``steps`` tenths, Back."""
+    key(qtbot, tv, Qt.Key_Return)
+    key(qtbot, tv, Qt.Key_Return)
+    assert isinstance(tv.screen, PlayerScreen)
+    tv.screen.playback.toggle()
+    key(qtbot, tv, Qt.Key_Right, steps)
+    key(qtbot, tv, Qt.Key_Escape)
+    key(qtbot, tv, Qt.Key_H)
+
+
+def test_play_on_a_continue_watching_card_resumes_and_keeps_the_resume_point(qtbot, client, db_path):
+    tv = open_tv(qtbot, client, "resumer")
+    card = tv.home_screen.focused_card
+    stop_at(qtbot, tv, 3)
+    assert tv.home_screen.focused_card.item_id == card.item_id  # first card of Continue watching
+    key(qtbot, tv, Qt.Key_Space)                      # Play straight from the card
+    qtbot.waitUntil(lambda: isinstance(tv.screen, PlayerScreen), timeout=10_000)
+    assert tv.screen.playback.fraction == pytest.approx(0.3, abs=0.02)  # not 0:00
+    tv.screen.playback.toggle()
+    key(qtbot, tv, Qt.Key_Escape)
+    with History(db_path) as h:
+        play = [e for e in h.events("resumer") if e.kind == "play"][-1]
+        assert play.position == pytest.approx(0.3 * play.duration, rel=0.05)
+        assert h.continue_watching("resumer")[0].completion == pytest.approx(0.3, abs=0.02)
+
+
+def test_quitting_during_playback_writes_a_stop(qtbot, client, db_path):
+    from simulator.app import MainWindow
+
+    tv = open_tv(qtbot, client, "quitter")
+    window = MainWindow(tv)
+    card = tv.home_screen.focused_card
+    key(qtbot, tv, Qt.Key_Space)
+    qtbot.waitUntil(lambda: isinstance(tv.screen, PlayerScreen), timeout=10_000)
+    tv.screen.playback.toggle()
+    key(qtbot, tv, Qt.Key_Right, 2)
+    window.close()                                    # the window closes mid-programme
+    wait_idle(tv)
+    tv.setParent(None)                                # the test's fixture still owns the view
+    with History(db_path) as h:
+        last = h.events("quitter")[-1]
+    assert (last.item_id, last.kind) == (card.item_id, "stop")
+    assert last.position == pytest.approx(0.2 * last.duration, rel=0.05)
+
+
+def open_menu_action(qtbot, tv, label_start: str) -> None:
+    key(qtbot, tv, Qt.Key_M)
+    assert tv.screen.name == "card_menu"
+    qtbot.waitUntil(lambda: tv.screen.on_list is not None, timeout=10_000)
+    labels = [label for label, _ in tv.screen.lines()]
+    target = next(n for n, label in enumerate(labels) if label.startswith(label_start))
+    key(qtbot, tv, Qt.Key_Down, target)
+    key(qtbot, tv, Qt.Key_Return)
+    wait_idle(tv)
+
+
+def test_the_card_menu_offers_the_watch_next_actions(qtbot, client):
+    tv = open_tv(qtbot, client, "menu-user")
+    stop_at(qtbot, tv, 4)
+    card = tv.home_screen.focused_card
+    assert tv.home_screen.rows[0].kind == "continue"
+    key(qtbot, tv, Qt.Key_M)
+    labels = [label for label, _ in tv.screen.lines()]
+    assert "Remove from Continue watching" in labels and "Not interested" in labels
+    assert "Mark as watched" in labels
+    qtbot.waitUntil(lambda: "Add to My list" in [x for x, _ in tv.screen.lines()], timeout=10_000)
+    key(qtbot, tv, Qt.Key_Escape)
+    open_menu_action(qtbot, tv, "Remove from Continue watching")
+    assert tv.toast_text == "Removed from Continue watching"
+    assert "continue" not in row_kinds(tv)
+    # My list, from a Popular now card: a My list row appears with it
+    key(qtbot, tv, Qt.Key_Down, len(tv.home_screen.rows) - 1)
+    listed = tv.home_screen.focused_card.item_id
+    open_menu_action(qtbot, tv, "Add to My list")
+    assert tv.toast_text == "Added to My list"
+    mine = [r for r in tv.home_screen.rows if r.kind == "my_list"][0]
+    assert [c.item_id for c in mine.cards] == [listed]
+    # Not interested on a Popular now card: it leaves the screen for good
+    key(qtbot, tv, Qt.Key_Down, len(tv.home_screen.rows))
+    victim = tv.home_screen.focused_card.item_id
+    assert tv.home_screen.rows[tv.home_screen.grid.row - 1].kind == "popular"
+    open_menu_action(qtbot, tv, "Not interested")
+    assert victim not in {c.item_id for r in tv.home_screen.rows for c in r.cards}
+
+
+def test_a_long_ok_opens_the_card_menu(qtbot, client):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    from simulator.app import LONG_PRESS_S, wait_until
+
+    tv = open_tv(qtbot, client, "long-presser")
+    QApplication.sendEvent(tv, QKeyEvent(QEvent.KeyPress, Qt.Key_Return, Qt.NoModifier))
+    wait_until(lambda: False, LONG_PRESS_S + 0.1)
+    QApplication.sendEvent(tv, QKeyEvent(QEvent.KeyPress, Qt.Key_Return, Qt.NoModifier, "", True))
+    assert tv.screen.name == "card_menu"
+    QApplication.sendEvent(tv, QKeyEvent(QEvent.KeyRelease, Qt.Key_Return, Qt.NoModifier))
+    assert tv.screen.name == "card_menu"              # the release does not also press OK
+    key(qtbot, tv, Qt.Key_Escape)
+    key(qtbot, tv, Qt.Key_Return)                     # a short OK still opens the details
+    assert isinstance(tv.screen, DetailsScreen)
+
+
+def test_leaving_a_kids_profile_needs_the_pin(qtbot, client):
+    tv = open_tv(qtbot, client, "kids")              # the demo's kids profile (up to 7)
+    assert tv.kids_max == 7
+    key(qtbot, tv, Qt.Key_Up, len(tv.home_screen.rows) + 1)
+    key(qtbot, tv, Qt.Key_Return)                     # the profile chip
+    assert tv.screen.name == "profiles"
+    names = [label for label, _ in tv.screen.lines()]
+    key(qtbot, tv, Qt.Key_Up, 10)
+    target = names.index("Alex")
+    key(qtbot, tv, Qt.Key_Down, target)
+    key(qtbot, tv, Qt.Key_Return)
+    assert tv.screen.name == "pin" and tv.profile == "kids"
+    for d in (Qt.Key_9, Qt.Key_9, Qt.Key_9, Qt.Key_9):
+        key(qtbot, tv, d)
+    assert tv.toast_text == "Wrong PIN" and tv.profile == "kids"
+    for d in (Qt.Key_1, Qt.Key_2, Qt.Key_3, Qt.Key_4):
+        key(qtbot, tv, d)
+    assert tv.profile == "alex" and tv.kids_max is None and tv.screen is tv.home_screen
+
+
+def test_details_why_follows_the_resume_point(qtbot, client):
+    tv = open_tv(qtbot, client, "why-user")
+    stop_at(qtbot, tv, 3)
+    key(qtbot, tv, Qt.Key_Return)                     # details of the Continue-watching card
+    qtbot.waitUntil(lambda: tv.screen.resume_at > 0, timeout=10_000)
+    assert tv.screen.why == "You stopped at 30%"
+    key(qtbot, tv, Qt.Key_Return)                     # Resume, then to the end
+    key(qtbot, tv, Qt.Key_Right, 10)
+    qtbot.waitUntil(lambda: isinstance(tv.screen, DetailsScreen), timeout=10_000)
+    wait_idle(tv)
+    assert tv.screen.why == "You have watched it"     # not a stale "Resume at 30%"
+
+
+def test_titles_wrap_to_two_lines_and_end_with_the_ellipsis(qapp):
+    from simulator import theme as T
+    from simulator.screens import wrap_lines
+
+    th = T.Theme.for_resolution("1080p")
+    f = th.font(T.Theme.TEXT_BODY)
+    # the title of issue 15's screenshot ("Super Cycli…up Final #10"): whole, on two lines
+    lines = wrap_lines("Super Cycling Cup Final #10", f, th.card_w)
+    assert len(lines) <= 2 and " ".join(lines) == "Super Cycling Cup Final #10"
+    long = "The Extraordinary Adventures of the Midnight Harbour Detectives Season Finale #12"
+    lines = wrap_lines(long, f, th.card_w)
+    assert len(lines) == 2 and long.startswith(lines[0])
+    assert lines[1].endswith("\u2026") and "\u2026" not in lines[0]
+    assert long.startswith(" ".join(lines)[:-1].rstrip())  # cut at the end, never in the middle
+
+
+def test_toast_and_overlay_stay_clear_of_what_they_would_hide(qtbot, client):
+    tv = open_tv(qtbot, client, "layout-user", resolution="1080p")
+    th = tv.theme
+    rect = tv.toast_rect("A rather long message about recordings on this box " * 3)
+    first_row_header = th.safe_y + th.header_h
+    assert rect.bottom() <= first_row_header and rect.top() >= th.safe_y
+    player_osd_top = th.height - th.safe_y - th.px(150) - th.px(30)
+    assert rect.bottom() < player_osd_top
+    n = len(tv.budget_lines())
+    panel = tv.overlay_rect(n)
+    last_line_bottom = panel.y() + th.px(14) + th.px(88) + th.px(40) * n
+    assert last_line_bottom <= panel.bottom() - th.px(10)
+
+
+def test_a_household_replayed_from_a_log(qtbot, client, db_path, tmp_path):
+    log = tmp_path / "watch.csv"
+    ids = ["p0001", "p0002", "p0003", "p0010"]
+    log.write_text("profile_id,item_id,timestamp,completion,liked\n" + "".join(
+        f"hh7,{i},{1_700_000_000 + 3600 * n},1.0,{1 if n == 0 else 0}\n" for n, i in enumerate(ids))
+        + "hh8,p0005,1700000000,0.5,0\n")
+    tv = open_tv(qtbot, client, None, viewer_log=(str(log), "hh7"))
+    assert tv.profile == "user-hh7"
+    with History(db_path) as h:
+        finished = [e.item_id for e in h.events("user-hh7") if e.kind == "finish"]
+    assert finished == ids[:3]                        # the earliest 75%
+    proc = subprocess.run([sys.executable, "-m", "tvrec.cli", "recommend", "--db",
+                           str(tmp_path / "r.db"), "--viewer-from-log", str(log), "--user", "hh7",
+                           "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 of 4 rows seeded" in proc.stderr
+    import json
+    assert json.loads(proc.stdout)["profile"] == "user-hh7"
+

@@ -51,13 +51,17 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="fit the default device CF on MovieLens and score it with the device scorer",
         description=(
             "Protocol: every rating is an interaction; per-user random 75/25 split "
-            "(numpy default_rng(seed)); rank all items unseen in train; metrics at k."
+            "(numpy default_rng(seed)); rank all items unseen in train; metrics at k. "
+            "Training histories are capped to each user's 1,000 most recent distinct items; a "
+            "fit predicted not to fit in this machine's memory is refused before it starts "
+            "(learn on Spark with --engine spark). The JSON adds peak_rss_mb and lambda."
         ),
     )
     cf.add_argument("--ratings", required=True, help="MovieLens u.data (tab-separated) or ratings.csv")
     cf.add_argument("--k", type=int, default=10, help="cut-off for the ranking metrics (default 10)")
     cf.add_argument("--seed", type=int, default=42, help="seed of the per-user split (default 42)")
     cf.add_argument("--json", metavar="OUT", help="also write the metrics as JSON to OUT")
+    _add_engine_args(cf)
     cf.set_defaults(func=_run_eval_cf)
     cs = esub.add_parser(
         "coldstart",
@@ -88,7 +92,13 @@ def _run_eval_cf(args: argparse.Namespace) -> int:
     from models.movielens import load_ratings
 
     ratings = load_ratings(args.ratings)
-    result = evaluate_device_cf(ratings, k=args.k, seed=args.seed)
+    if args.engine == "spark":
+        from models.fleet_spark import evaluate_device_cf_spark
+
+        with _spark(args) as spark:
+            result = evaluate_device_cf_spark(spark, ratings, k=args.k, seed=args.seed)
+    else:
+        result = evaluate_device_cf(ratings, k=args.k, seed=args.seed)
     text = json.dumps(result, indent=2, sort_keys=True)
     print(text)
     if args.json:
@@ -128,6 +138,48 @@ def _run_eval_coldstart(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, result)
     return 0
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["inprocess", "spark"], default="inprocess",
+                   help="where the CF table is learned: this process (default) or the Spark job "
+                        "(models/fleet_spark.py; needs the 'fleet' extra and Java 17)")
+    p.add_argument("--spark-master", default="local[*]", metavar="URL",
+                   help="with --engine spark: local[N], spark://host:7077, yarn, k8s://... "
+                        "(default local[*])")
+
+
+class _spark:
+    """A Spark session for one command (started here, stopped on the way out)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.master = args.spark_master
+
+    def __enter__(self):
+        from pyspark.sql import SparkSession
+
+        from models.fleet_spark import spark_session
+
+        self.ours = SparkSession.getActiveSession() is None  # a caller's session stays up
+        if self.ours:
+            import os
+            import shutil
+
+            if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+                raise CommandError("--engine spark needs a Java 17 runtime (Debian/Ubuntu: "
+                                   "apt-get install openjdk-17-jre-headless), none found")
+        try:
+            self.session = spark_session(self.master)
+        except Exception as err:  # the JVM did not start or the master is unreachable
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise CommandError(f"cannot start Spark on --spark-master {self.master}: "
+                               f"{first[:200]}") from None
+        return self.session
+
+    def __exit__(self, *exc):
+        if self.ours:
+            self.session.stop()
+        return False
 
 
 # --------------------------------------------------------------------------- demo
@@ -392,15 +444,37 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recommend", help="print a profile's home-screen rows from a bundle and a history DB")
     p.add_argument("--bundle", default=str(_default_bundle()), help="bundle directory (default: the demo bundle)")
     p.add_argument("--db", required=True, help="watch-history database (created if missing)")
-    p.add_argument("--profile", required=True, help="profile id (created if missing)")
+    p.add_argument("--profile", help="profile id (created if missing; default with "
+                                     "--viewer-from-log: user-<ID>)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _add_replay_args(p)
     p.set_defaults(func=_run_recommend)
+
+
+def _add_replay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--viewer-from-log", metavar="LOG",
+                   help="replay a real household: seed the profile from --user's earliest 75%% of "
+                        "this log (MovieLens u.data / ratings.csv, or profile_id,item_id,timestamp CSV)")
+    p.add_argument("--user", metavar="ID", help="with --viewer-from-log: the log's user id")
+
+
+def _check_replay_args(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    if (args.viewer_from_log is None) != (args.user is None):
+        raise CommandError("--viewer-from-log and --user go together")
+    if args.viewer_from_log is not None and not Path(args.viewer_from_log).is_file():
+        raise CommandError(f"--viewer-from-log {args.viewer_from_log}: no such file")
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
     from device.service import print_home
 
-    print_home(args.bundle, args.db, args.profile, as_json=args.json)
+    _check_replay_args(args)
+    if args.profile is None and args.viewer_from_log is None:
+        raise CommandError("--profile is required (or --viewer-from-log LOG --user ID)")
+    print_home(args.bundle, args.db, args.profile, as_json=args.json,
+               viewer_log=args.viewer_from_log, user=args.user)
     return 0
 
 
@@ -428,6 +502,8 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
                    help="wall seconds in which a programme plays to its end (default 30)")
     p.add_argument("--quit-after", type=float, metavar="SECONDS",
                    help="window mode: close the window after SECONDS (smoke tests, kiosk loops)")
+    p.add_argument("--pin", default="1234", help="the PIN that leaves a kids profile (default 1234)")
+    _add_replay_args(p)
     p.set_defaults(func=_run_sim)
 
 
@@ -441,6 +517,9 @@ def _run_sim(args: argparse.Namespace) -> int:
     open_bundle(args.bundle, verify="sizes")  # a damaged bundle: one line, before any window
     if args.media and not Path(args.media).is_dir():
         raise CommandError(f"--media {args.media}: not a folder")
+    _check_replay_args(args)
+    if not (len(args.pin) == 4 and args.pin.isdigit()):
+        raise CommandError(f"--pin {args.pin!r}: four digits")
     from simulator.app import main as sim_main, parse_script
 
     try:
@@ -451,7 +530,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     return sim_main(args.bundle, args.db, hardware=args.hardware, resolution=args.resolution,
                     profile=args.viewer, media=args.media, screenshot=args.screenshot,
                     script=args.script, frames=args.frames, play_through_s=args.play_through,
-                    quit_after=args.quit_after)
+                    quit_after=args.quit_after, viewer_log=args.viewer_from_log, user=args.user,
+                    pin=args.pin)
 
 
 def _note_new_viewer(db, viewer) -> None:
@@ -564,11 +644,12 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--json", metavar="REPORT", help="also write the report as JSON")
     b.add_argument("--signing-key", metavar="KEY", help="sign the manifest with this fleet key")
+    _add_engine_args(b)
     b.set_defaults(func=_run_bundle_build)
 
 
 def _trust_args(p: argparse.ArgumentParser) -> None:
-    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+    from device.commandline import DEFAULT_TRUSTED_KEYS
 
     p.add_argument("--trusted-keys", metavar="DIR", default=DEFAULT_TRUSTED_KEYS,
                    help=f"folder of the fleet's trusted *.pub keys (default {DEFAULT_TRUSTED_KEYS})")
@@ -672,10 +753,21 @@ def _run_bundle_build(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {out}: already exists and is not an empty folder")
     from export.pipeline import build_bundle
 
+    kw = dict(item_vectors=args.item_vectors, media_dir=args.media, model_dir=args.model,
+              k=args.k, seed=args.seed, signing_key=args.signing_key)
     try:
-        report = build_bundle(args.items, args.interactions, out, item_vectors=args.item_vectors,
-                              media_dir=args.media, model_dir=args.model, k=args.k,
-                              seed=args.seed, signing_key=args.signing_key)
+        if args.engine == "spark":
+            from models.fleet_spark import pipeline_learn, spark_report
+
+            with _spark(args) as spark:
+                learn = pipeline_learn(spark, args.interactions, args.items)
+                report = build_bundle(args.items, args.interactions, out, learn=learn, **kw)
+                report = spark_report(learn.result, report)
+        else:
+            from models.fleet_spark import fits_in_memory_learn
+
+            report = build_bundle(args.items, args.interactions, out,
+                                  learn=fits_in_memory_learn(), **kw)
     except ValueError as err:
         raise CommandError(str(err)) from None
     print(json.dumps(report, indent=1, sort_keys=True))

@@ -130,7 +130,7 @@ def run_bundle(bundle_path: Path, db_path: Path | None = None, media: Path | Non
     with Engine(bundle_path, db_path, clock=lambda: now) as engine:
         b = engine.bundle
         print(f"tvrec demo - {b.n_items} programmes ({int(np.sum(b.items.cold))} new, without "
-              f"viewing data), bundle {b.path.name}, history in {db_path}\n")
+              f"viewing data), bundle {b.path}, history in {db_path}\n")
         if "viewer" not in {p.id for p in engine.history.profiles()}:
             engine.add_profile("viewer", "Demo viewer")
         print("== A new viewer ==\n")

@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: demo test bench venv clean arm-check device-dist sign-demo
+.PHONY: demo test bench venv clean arm-check armhf-check device-dist sign-demo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,7 +60,12 @@ bench: $(STAMP)
 # HOST_PY (default: .venv's python if present) embeds the same clip natively for a cross-check.
 HOST_PY ?= $(if $(wildcard $(PY)),$(abspath $(PY)))
 arm-check:
-	HOST_PY=$(HOST_PY) deploy/arm_check.sh
+	HOST_PY=$(HOST_PY) deploy/arm_check.sh aarch64
+
+# Issue 17: the same on 32-bit ARM (armv7l, Debian armhf: qemu-arm -cpu cortex-a7, Debian's
+# python3-numpy, tflite-runtime 2.14; cached in .cache/armhf).
+armhf-check:
+	HOST_PY=$(HOST_PY) deploy/arm_check.sh armv7l
 
 device-dist:
 	PYTHON=$(PYTHON) deploy/device_dist.sh

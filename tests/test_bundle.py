@@ -95,7 +95,7 @@ def test_bad_manifest_and_schema(tmp_path):
 
 def test_half_written_bundle_never_appears_under_its_name(tmp_path, monkeypatch):
     """A crash (power cut) at the last step of writing leaves nothing under the final name."""
-    import device.bundle as bundle_mod
+    import device.bundle_format as bundle_mod
 
     def crash(src, dst):
         raise OSError("simulated power cut")

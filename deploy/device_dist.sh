@@ -55,16 +55,18 @@ PY
   demo/bundle "$dist/demo-bundle.tar.gz"
 
 cp deploy/README.md "$dist/INSTALL.md"
+# The demo bundle is signed with the DEMO key (demo/keys/README.md); a box trusts *.pub files.
+mkdir -p "$dist/keys" && cp demo/keys/demo-fleet.key.pub "$dist/keys/"
 cp deploy/tvrec-engine.service "$dist/"
 
 # The box's first boot, in a scratch folder: install the bundle, show rows, refresh once.
 box=$(mktemp -d)
 trap 'rm -rf "$box"' EXIT
 tv=$work/verify/bin/tvrec-device
-"$tv" install "$dist/demo-bundle.tar.gz" --bundles "$box/bundles"
+"$tv" install "$dist/demo-bundle.tar.gz" --bundles "$box/bundles" --trusted-keys "$dist/keys"
 rows=$("$tv" recommend --bundles "$box/bundles" --db "$box/history.db" --profile living-room 2>/dev/null)
 head -n 4 <<<"$rows"
 "$tv" serve --once --bundles "$box/bundles" --db "$box/history.db" --out "$box/rows" 2>/dev/null
-(cd "$dist" && sha256sum -- * >SHA256SUMS)
+(cd "$dist" && find . -type f ! -name SHA256SUMS | sort | xargs sha256sum -- >SHA256SUMS)
 echo "dist: $dist"
 ls -l "$dist"

@@ -7,6 +7,8 @@ This module gathers the public names of the bundle's modules, each holding one j
 * :mod:`device.bundle_verify` -- :func:`open_bundle` and its verification levels;
 * :mod:`device.bundle_install` -- :func:`pack_bundle` / :func:`unpack_bundle`,
   :func:`install_bundle`, :func:`rollback`, :func:`current_bundle`;
+* :mod:`device.bundle_sign` -- Ed25519 keys, :func:`sign_bundle`, :func:`check_signature`
+  (checked at install, never when opening);
 * :mod:`device.bundle_synth` -- :func:`synth_bundle` for scale tests.
 
 ``from device.bundle import open_bundle`` keeps working for every caller.
@@ -21,6 +23,7 @@ from device.bundle_format import (
 from device.bundle_install import (
     CURRENT, PREVIOUS, VERSIONS, current_bundle, install_bundle, pack_bundle, rollback,
     unpack_bundle)
+from device.bundle_sign import SIGNATURE, check_signature, generate_key, sign_bundle
 from device.bundle_synth import synth_bundle
 from device.bundle_verify import open_bundle
 
@@ -32,11 +35,15 @@ __all__ = [
     "MANIFEST",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
+    "SIGNATURE",
+    "check_signature",
     "current_bundle",
+    "generate_key",
     "install_bundle",
     "open_bundle",
     "pack_bundle",
     "rollback",
+    "sign_bundle",
     "synth_bundle",
     "unpack_bundle",
     "write_bundle",

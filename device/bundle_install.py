@@ -17,6 +17,7 @@ from typing import Any
 from device.bundle_format import (
     _HASH_CHUNK, _NAME_RE, MANIFEST, Bundle, PathLike, VerifyLevel, _fsync_dir, _reason,
     shutil, tarfile, tempfile)
+from device.bundle_sign import SIGNATURE, check_signature, log, manifest_version
 from device.bundle_verify import _open, open_bundle
 from device.errors import BundleError
 from device.features import sha256
@@ -48,7 +49,8 @@ def pack_bundle(bundle_dir: PathLike, archive_path: PathLike) -> Path:
     os.close(fd)
     try:
         with tarfile.open(tmp, mode) as tar:
-            for name in [MANIFEST, *sorted(bundle.manifest["files"])]:
+            signed = [SIGNATURE] if (bundle.path / SIGNATURE).is_file() else []
+            for name in [MANIFEST, *signed, *sorted(bundle.manifest["files"])]:
                 src = bundle.path / name
                 info = tar.gettarinfo(str(src), arcname=name)
                 info.uid = info.gid = 0
@@ -162,8 +164,8 @@ def _copy_file(src: Path, dst: Path) -> None:
 
 
 def _stage_dir(source: Path, staging: Path) -> None:
-    """Copy the manifest and the files it lists (nothing else) from ``source``."""
-    names = [MANIFEST]
+    """Copy the manifest, its signature and the files it lists (nothing else) from ``source``."""
+    names = [MANIFEST, SIGNATURE]
     try:
         manifest = json.loads((source / MANIFEST).read_bytes())
         listed = manifest.get("files") if isinstance(manifest, dict) else None
@@ -216,8 +218,36 @@ def _gc(root: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def install_bundle(source_dir_or_archive: PathLike, bundles_root: PathLike) -> Path:
-    """Verify a bundle fully and make it the box's ``current`` one, atomically.
+def _installed_manifest(root: Path) -> dict[str, Any] | None:
+    """The manifest ``current`` points at (None without one, or when it cannot be read)."""
+    try:
+        manifest = json.loads((root / CURRENT / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _check_not_older(root: Path, staging: Path, manifest: dict[str, Any], label: str) -> None:
+    """Refuse a rollback attack: a signed bundle older than ``current`` (or the same version with
+    other content). The explicit :func:`rollback` is how a box goes back."""
+    installed = _installed_manifest(root)
+    if installed is None:
+        return
+    new, old = manifest_version(manifest), manifest_version(installed)
+    if new < old:
+        raise BundleError(f"{label}: bundle_version {new} is older than the installed {old} "
+                          "(rollback attack?); refused, `rollback` returns to the kept previous "
+                          "version")
+    if new == old and _version_id(staging, manifest) != os.path.basename(
+            _link_target(root, CURRENT) or ""):
+        raise BundleError(f"{label}: bundle_version {new} is already installed with other "
+                          "content (a signed version is never reused); refused")
+
+
+def install_bundle(source_dir_or_archive: PathLike, bundles_root: PathLike, *,
+                   trusted_keys: PathLike | None = None, allow_unsigned: bool = False) -> Path:
+    """Verify a bundle fully -- its signature, then every file's sha256 -- and make it the box's
+    ``current`` one, atomically.
 
     Parameters
     ----------
@@ -225,6 +255,13 @@ def install_bundle(source_dir_or_archive: PathLike, bundles_root: PathLike) -> P
         A bundle folder or a :func:`pack_bundle` archive.
     bundles_root : path
         The box's bundle store (created if needed); see the module docstring for its layout.
+    trusted_keys : path, optional
+        Folder of the fleet's ``*.pub`` keys (:mod:`device.bundle_sign`). The bundle must be
+        signed by one of them, with a ``bundle_version`` not older than the installed one.
+    allow_unsigned : bool
+        Development only: install without a signature check (logged as a warning). Without
+        ``trusted_keys`` this is required; with them, it admits bundles that carry no signature
+        (a present but bad signature is still refused).
 
     Returns
     -------
@@ -234,12 +271,16 @@ def install_bundle(source_dir_or_archive: PathLike, bundles_root: PathLike) -> P
     Raises
     ------
     BundleError
-        The bundle fails verification (the message names the source and the file). Nothing
-        under ``bundles_root`` changes: ``current`` and ``previous`` keep their targets.
+        The bundle fails verification, is unsigned, signed by an unknown key, mixed from two
+        bundles or older than the installed one (the message names the source and the reason).
+        Nothing under ``bundles_root`` changes: ``current`` and ``previous`` keep their targets.
     """
     source = Path(source_dir_or_archive)
     root = Path(bundles_root)
     label = str(source)
+    if trusted_keys is None and not allow_unsigned:
+        raise BundleError(f"{label}: no trusted keys given; pass the folder of the fleet's "
+                          "public keys (or allow_unsigned for development)")
     if not source.exists():
         raise BundleError(f"{label}: not found")
     with _locked(root):
@@ -252,7 +293,16 @@ def install_bundle(source_dir_or_archive: PathLike, bundles_root: PathLike) -> P
                 _stage_dir(source, staging)
             else:
                 _extract(source, staging)
+            signed = (trusted_keys is not None
+                      and not (allow_unsigned and not (staging / SIGNATURE).exists()))
+            if signed:
+                check_signature(staging, trusted_keys, label=label)
+            else:
+                log().warning("%s: installing WITHOUT a signature check (--allow-unsigned, "
+                            "development only)", label)
             bundle = _open(staging, "full", label)
+            if signed:
+                _check_not_older(root, staging, bundle.manifest, label)
             vid = _version_id(staging, bundle.manifest)
             versions = root / VERSIONS
             versions.mkdir(exist_ok=True)

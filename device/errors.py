@@ -29,6 +29,12 @@ class DatabaseCorruptError(HistoryError):
     """The SQLite file is not a database, is damaged, or is newer than this code."""
 
 
+class StorageFullError(HistoryError):
+    """The filesystem holding the history database is full (or failed a write): this write was
+    rolled back, every event committed before it is kept, the database still reads, and writes
+    succeed again once space returns."""
+
+
 class MediaError(TvrecError):
     """A media file is missing, unreadable, corrupt or lacks what we need."""
 

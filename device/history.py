@@ -49,6 +49,7 @@ from device.errors import (
     DatabaseCorruptError,
     HistoryError,
     InvalidEventError,
+    StorageFullError,
     UnknownItemError,
     UnknownProfileError,
 )
@@ -542,6 +543,9 @@ class History:
     def _typed_error(self, err: sqlite3.Error) -> Exception | None:
         if _is_corruption(err):
             return DatabaseCorruptError(f"{self.path}: not a tvrec history database ({err})")
+        if (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (10, 13):  # SQLITE_IOERR, SQLITE_FULL
+            return StorageFullError(f"{self.path}: the disk is full or failed a write; this "
+                                    f"write was rolled back, nothing committed is lost ({err})")
         if _is_busy(err):
             return HistoryError(
                 f"{self.path}: still locked by another writer after {BUSY_TIMEOUT_S:g} s; "

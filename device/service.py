@@ -21,7 +21,7 @@ threads: the rows are files, written with ``os.replace``.
 
 The same module is the box's small command line (console script ``tvrec-device``)::
 
-    tvrec-device install BUNDLE_DIR_OR_TAR --bundles /var/lib/tvrec/bundles
+    tvrec-device install BUNDLE_DIR_OR_TAR --bundles /var/lib/tvrec/bundles --trusted-keys /etc/tvrec/keys
     tvrec-device recommend --bundles /var/lib/tvrec/bundles --db history.db --profile alice
     tvrec-device serve --bundles /var/lib/tvrec/bundles --db history.db --out /run/tvrec/rows
 """
@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -69,10 +70,17 @@ def profile_file(profile_id: str) -> str:
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:  # a full or read-only disk: the last good file stays as it was
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _rows_json(rows: list) -> list[dict]:
@@ -86,7 +94,7 @@ def print_home(bundle_path, db, profile: str, *, as_json: bool = False) -> None:
 
     with Engine(bundle_path, db) as engine:
         if profile not in {p.id for p in engine.history.profiles()}:
-            engine.add_profile(profile)
+            create_profile_noted(engine, profile)
         rows = engine.home(profile)
         if as_json:
             print(json.dumps({"profile": profile, "home_ms": engine.timings.home_ms,
@@ -98,6 +106,15 @@ def print_home(bundle_path, db, profile: str, *, as_json: bool = False) -> None:
                 print(f"   {card.title:40.40s}  {card.reason}")
             print()
         print(f"({engine.timings.home_ms:.1f} ms)")
+
+
+def create_profile_noted(engine, profile: str) -> None:
+    """Create ``profile`` and say so in one line on stderr: a typo (``--profile alcie``) must
+    not silently become a new, empty viewer."""
+    others = sorted(p.id for p in engine.history.profiles())
+    engine.add_profile(profile)
+    known = f"existing: {', '.join(others)}" if others else "the first profile on this box"
+    print(f"note: profile {profile!r} did not exist; created it ({known})", file=sys.stderr)
 
 
 class RowWriter:
@@ -168,7 +185,8 @@ class RowWriter:
         """Recompute and write every profile's rows; returns what ``index.json`` now says."""
         t0 = time.perf_counter()
         if resolve_bundle(self.bundle_arg, self.bundles_arg) != self.bundle_path:
-            self._open()  # a new bundle was installed (or rolled back)
+            self._open()  # a new bundle was installed (or rolled back); on failure the old stays
+        self.out.mkdir(mode=0o700, parents=True, exist_ok=True)  # removed while serving: again
         self._seen = self.signature()
         assert self.engine is not None
         profiles, written = [], set()
@@ -191,9 +209,15 @@ class RowWriter:
         return index
 
     def serve(self, *, poll: float = 2.0, interval: float = 600.0,
-              max_refreshes: int | None = None, log=print) -> int:
+              max_refreshes: int | None = None, log=print, warn=None) -> int:
         """Refresh now, then whenever something changed or ``interval`` passed, until SIGTERM,
-        SIGINT or ``max_refreshes`` refreshes (tests). Returns the number of refreshes."""
+        SIGINT or ``max_refreshes`` refreshes (tests; failed ones count). Returns the number of
+        refreshes. A failed refresh (the new bundle does not open, the rows folder is read-only
+        or gone, the disk is full) goes to ``warn`` (default: stderr) once, and serving goes on
+        from the last good engine and rows."""
+        if warn is None:
+            def warn(message: str) -> None:
+                print(f"tvrec-device serve: {message}", file=sys.stderr, flush=True)
         stop, hup = [False], [False]
 
         def _stop(signum, frame):
@@ -204,18 +228,37 @@ class RowWriter:
 
         old = {s: signal.signal(s, h) for s, h in
                ((signal.SIGTERM, _stop), (signal.SIGINT, _stop), (signal.SIGHUP, _hup))}
-        n, last = 0, -float("inf")
+        n, last, failing = 0, -float("inf"), None
         try:
             while not stop[0]:
                 now = time.monotonic()
-                if hup[0] or now - last >= interval or self.changed():
-                    hup[0] = False
-                    index = self.refresh()
-                    last, n = now, n + 1
-                    log(f"refreshed {len(index['profiles'])} profile(s) in "
-                        f"{index['refresh_ms']:.0f} ms from {index['bundle']}")
-                    if max_refreshes is not None and n >= max_refreshes:
-                        break
+                try:
+                    due = hup[0] or now - last >= interval or self.changed()
+                    if due:
+                        hup[0] = False
+                        index = self.refresh()
+                except (TvrecError, OSError, sqlite3.Error) as err:
+                    # A bundle that does not open, a read-only or vanished rows folder, a full
+                    # disk: keep the engine and the rows files of the last good refresh, say so
+                    # once, and try again at the next poll.
+                    why = " ".join(str(err).split()) or type(err).__name__
+                    if why != failing:
+                        warn(f"refresh failed, still serving the last good rows: {why}")
+                    failing, last = why, now
+                    if max_refreshes is not None:
+                        n += 1
+                        if n >= max_refreshes:
+                            break
+                else:
+                    if due:
+                        if failing is not None:
+                            warn("refresh works again")
+                        failing = None
+                        last, n = now, n + 1
+                        log(f"refreshed {len(index['profiles'])} profile(s) in "
+                            f"{index['refresh_ms']:.0f} ms from {index['bundle']}")
+                        if max_refreshes is not None and n >= max_refreshes:
+                            break
                 time.sleep(poll)
         finally:
             for s, h in old.items():
@@ -233,12 +276,20 @@ def _bundle_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvrec-device",
+    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+
+    from device.commandline import OneLineParser
+
+    parser = OneLineParser(prog="tvrec-device",
                                      description="tvrec on the box: bundles and home-screen rows")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    i = sub.add_parser("install", help="verify (sha256) and atomically install a bundle")
+    i = sub.add_parser("install", help="verify (signature, sha256) and atomically install a bundle")
     i.add_argument("source", help="bundle folder or .tar.gz")
     i.add_argument("--bundles", required=True, help="bundle store (holds current/ and previous/)")
+    i.add_argument("--trusted-keys", metavar="DIR", default=DEFAULT_TRUSTED_KEYS,
+                   help=f"folder of the fleet's *.pub keys (default {DEFAULT_TRUSTED_KEYS})")
+    i.add_argument("--allow-unsigned", action="store_true",
+                   help="development only: install without a signature check (logged)")
     rb = sub.add_parser("rollback", help="switch the store back to the previous bundle")
     rb.add_argument("--bundles", required=True)
     r = sub.add_parser("recommend", help="print one profile's home rows (created if missing)")
@@ -264,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "install":
             from device.bundle import install_bundle
 
-            print(f"installed {install_bundle(args.source, args.bundles)}")
+            keys = args.trusted_keys
+            if args.allow_unsigned:
+                print(f"tvrec-device install: WARNING --allow-unsigned: {args.source} may be "
+                      "installed without a signature check (development only)", file=sys.stderr)
+                keys = keys if os.path.isdir(keys) else None
+            print(f"installed {install_bundle(args.source, args.bundles, trusted_keys=keys, allow_unsigned=args.allow_unsigned)}")
         elif args.command == "rollback":
             from device.bundle import rollback
 
@@ -273,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             print_home(resolve_bundle(args.bundle, args.bundles), args.db, args.profile,
                        as_json=args.json)
         else:
+            if not args.once:  # a SIGHUP while the engine opens must not end the service
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
             with RowWriter(args.db, args.out, bundle=args.bundle, bundles=args.bundles,
                            num_threads=args.threads) as writer:
                 if args.once:
@@ -288,6 +346,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `tvrec-device recommend ... | head`: the reader has gone
+        from device.commandline import quiet_broken_pipe
+
+        return quiet_broken_pipe()
+    except OSError as err:  # e.g. --out /proc/nope: one line, not a traceback
+        from device.commandline import oserror_line
+
+        print(f"tvrec-device {args.command}: {oserror_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,14 +6,19 @@ One base interface, :class:`ItemItemModel` (``fit``, ``recommend``, ``similar_it
 * :class:`CosineModel` -- cosine of co-watch counts with a shrinkage term;
 * :class:`JaccardModel` -- Jaccard co-occurrence, as in Microsoft's SAR;
 * :class:`BM25Model` -- cosine over BM25-weighted interactions (the weighting implicit uses);
-* :class:`EASEModel` -- a **learned** item-item model: EASE (Steck, 2019), the closed-form ridge
-  regression of every item on all others, sparsified to K neighbours per item by re-solving the
-  regression on the kept support (see its docstring for why and what it buys).
+* :class:`SparseEASEModel` -- **the default**: the learned EASE-style ridge regression solved on
+  a sparse candidate support per item (``models/sparse_ease.py``), never forming an N x N array;
+* :class:`EASEModel` -- dense EASE (Steck, 2019), the closed-form ridge regression of every item
+  on all others, sparsified to K neighbours by re-solving on the kept support: the *reference*
+  the sparse learner is measured against (it needs an N x N inverse).
 
 Every model produces a sparse ``similarity`` matrix (rows = the watched item, columns = the item
 it recommends) with at most K entries per row, and ``to_table`` turns it into the plain arrays the
 box scores with (:class:`device.cf.NeighbourTable`). Input is a users x items ``scipy.sparse``
 matrix of interaction strengths (1 per interaction in the MovieLens protocol).
+
+Event logs become that matrix through :func:`cap_histories` (each user's ``HISTORY_CAP`` most
+recent distinct items), the rule the Spark job applies too.
 """
 
 from __future__ import annotations
@@ -28,6 +33,68 @@ from device.cf import PAD, NeighbourTable
 
 #: Neighbours kept per item in the shipped table (the bundle's [N, K] arrays).
 DEFAULT_K = 64
+
+#: Distinct items kept per user by :func:`cap_histories`. A user with n items adds n^2 pairs to
+#: the Gram matrix, so a few very long histories (shared accounts, a box left on a channel) would
+#: dominate its size and its counts; 1,000 distinct programmes is more than a year of a heavy
+#: household's viewing and caps nobody in MovieLens 100K (the longest history there is 737).
+HISTORY_CAP = 1000
+
+
+def cap_histories(users, items, timestamps, H: int = HISTORY_CAP) -> np.ndarray:
+    """Which events survive the history cap: each user's ``H`` most recent distinct items.
+
+    The rule (shared with the Spark job, which must keep exactly the same events):
+
+    1. every (user, item) pair gets the **latest** timestamp of that user's events on that item;
+    2. each user's distinct items are ranked by that timestamp, most recent first, ties broken
+       by the **smaller item** (items compare as given: integer codes in the learner);
+    3. an event is kept iff its (user, item) pair ranks below ``H`` -- all events of a kept
+       pair are kept (the learner counts a pair once anyway).
+
+    Parameters
+    ----------
+    users, items : array-like, shape (n,)
+        User and item of each event (any sortable dtype; items are tie-breakers, so use the
+        same item codes everywhere).
+    timestamps : array-like of numbers, shape (n,)
+    H : int
+        Distinct items kept per user (>= 1).
+
+    Returns
+    -------
+    np.ndarray of bool, shape (n,)
+    """
+    if H < 1:
+        raise ValueError(f"H must be >= 1, got {H}")
+    users, items = np.asarray(users), np.asarray(items)
+    ts = np.asarray(timestamps, dtype=np.float64)
+    if not (len(users) == len(items) == len(ts)):
+        raise ValueError("users, items and timestamps must have the same length")
+    if len(ts) and not np.isfinite(ts).all():
+        raise ValueError("timestamps must be finite numbers")
+    if len(users) == 0:
+        return np.zeros(0, dtype=bool)
+    _, u = np.unique(users, return_inverse=True)
+    _, i = np.unique(items, return_inverse=True)  # sorted codes: order of i == order of items
+    u, i = u.ravel().astype(np.int64), i.ravel().astype(np.int64)
+    # 1. one row per (user, item) pair: its latest timestamp
+    order = np.lexsort((ts, i, u))
+    pu, pi, pt = u[order], i[order], ts[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (pu[1:] != pu[:-1]) | (pi[1:] != pi[:-1])
+    pair_of_sorted = np.concatenate([[0], np.cumsum(last[:-1])])  # pair of each sorted event
+    pu, pi, pt = pu[last], pi[last], pt[last]
+    # 2. rank each user's pairs: latest first, then smaller item
+    rank_order = np.lexsort((pi, -pt, pu))
+    ru = pu[rank_order]
+    rank = np.arange(len(ru)) - np.searchsorted(ru, ru)
+    keep_pair = np.zeros(len(pu), dtype=bool)
+    keep_pair[rank_order] = rank < H
+    # 3. back to events
+    keep = np.zeros(len(users), dtype=bool)
+    keep[order] = keep_pair[pair_of_sorted]
+    return keep
 
 
 class ItemItemModel:
@@ -294,11 +361,74 @@ class EASEModel(ItemItemModel):
         return best_lam
 
 
+class SparseEASEModel(ItemItemModel):
+    """EASE-style ridge regression on a sparse candidate support per item: no N x N array.
+
+    Each item's candidates are its ``n_candidates`` best cosine-with-shrinkage co-watch
+    neighbours in the sparse Gram matrix; each item's column is ridge-regressed on its
+    candidates; each row keeps its K largest positive weights; and each column is re-solved on
+    the kept support (the exact optimum for that pattern). Memory grows with the Gram's
+    non-zeros. The steps are the public functions of :mod:`models.sparse_ease`, which the Spark
+    job reuses.
+
+    Parameters
+    ----------
+    K : int
+        Neighbours per item in the shipped table (rows of ``similarity`` have <= K entries).
+    lambda_ : float or "auto"
+        Ridge penalty; ``"auto"`` is :func:`models.sparse_ease.choose_lambda` (twice the
+        popularity-weighted mean item count).
+    n_candidates : int
+        Candidate support per item before pruning (default 128).
+    shrink : float
+        Shrinkage of the candidates' cosine score.
+    resolve : bool
+        Re-solve on the kept support (default); ``False`` keeps the candidate solve's weights.
+    progress : bool
+        tqdm bars on stderr for the per-item solves of large catalogs.
+    """
+
+    def __init__(
+        self,
+        K: int = DEFAULT_K,
+        lambda_: float | str = "auto",
+        n_candidates: int | None = None,
+        shrink: float | None = None,
+        resolve: bool = True,
+        progress: bool = False,
+    ):
+        from models import sparse_ease
+
+        super().__init__(K)
+        if lambda_ != "auto" and not (isinstance(lambda_, (int, float)) and lambda_ > 0):
+            raise ValueError(f"lambda_ must be a positive number or 'auto', got {lambda_!r}")
+        self.lambda_ = lambda_
+        self.n_candidates = sparse_ease.DEFAULT_CANDIDATES if n_candidates is None else n_candidates
+        if self.n_candidates < K:
+            raise ValueError(f"n_candidates ({self.n_candidates}) must be >= K ({K})")
+        self.shrink = sparse_ease.DEFAULT_SHRINK if shrink is None else shrink
+        self.resolve = resolve
+        self.progress = progress
+        self.lambda_used_: float | None = None
+
+    def _weights(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        from models.sparse_ease import fit_sparse_ease
+
+        W, lam = fit_sparse_ease(
+            X, self.K, None if self.lambda_ == "auto" else float(self.lambda_),
+            self.n_candidates, self.shrink, self.resolve, self.progress,
+        )
+        self.lambda_used_ = lam
+        return W
+
+
 def default_model(n_items: int, K: int = DEFAULT_K) -> ItemItemModel:
-    """The configuration that ships to the box: sparsified EASE, or BM25 for huge catalogs."""
-    if n_items <= EASEModel().max_items:
-        return EASEModel(K=K)
-    return BM25Model(K=K)
+    """The configuration that ships to the box: the sparse learned model, at every size.
+
+    ``n_items`` is kept for callers that size models by catalog; the sparse learner's memory
+    grows with the Gram matrix's non-zeros, not with ``n_items^2``, so one model serves all.
+    """
+    return SparseEASEModel(K=K, progress=n_items >= 20_000)
 
 
 # ---------------------------------------------------------------------------- helpers

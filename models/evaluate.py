@@ -164,6 +164,12 @@ def random_split(users, items, *, train_fraction: float = 0.75, seed: int = 42) 
     """
     users, items = np.asarray(users), np.asarray(items)
     user_ids, item_ids, u, i = _index(users, items)
+    train_mask = _random_train_mask(u, train_fraction, seed)
+    train, test = _matrices(u, i, train_mask, len(user_ids), len(item_ids))
+    return Split(train, test, user_ids, item_ids)
+
+
+def _random_train_mask(u: np.ndarray, train_fraction: float, seed: int) -> np.ndarray:
     order = np.argsort(u, kind="stable")
     bounds = np.flatnonzero(np.diff(u[order])) + 1
     rng = np.random.default_rng(seed)
@@ -171,8 +177,7 @@ def random_split(users, items, *, train_fraction: float = 0.75, seed: int = 42) 
     for rows in np.split(order, bounds):
         perm = rng.permutation(rows)
         train_mask[perm[: int(round(train_fraction * len(rows)))]] = True
-    train, test = _matrices(u, i, train_mask, len(user_ids), len(item_ids))
-    return Split(train, test, user_ids, item_ids)
+    return train_mask
 
 
 def temporal_split(users, items, timestamps, *, train_fraction: float = 0.75) -> Split:
@@ -226,18 +231,50 @@ def evaluate_table(table, split: Split, k: int = 10) -> dict[str, float]:
     return out
 
 
-def evaluate_device_cf(ratings, *, k: int = 10, seed: int = 42) -> dict:
+def capped_random_split(users, items, timestamps, *, seed: int = 42, H: int | None = None) -> Split:
+    """:func:`random_split`, then the history cap on the training events only.
+
+    The learner never sees test events, so the cap (:func:`models.cowatch.cap_histories`,
+    each user's ``H`` most recent distinct items, default ``HISTORY_CAP``) ranks each user's
+    training events by their own timestamps. The test part is the protocol's, unchanged.
+    """
+    from models.cowatch import HISTORY_CAP, cap_histories
+
+    users, items = np.asarray(users), np.asarray(items)
+    user_ids, item_ids, u, i = _index(users, items)
+    train_mask = _random_train_mask(u, 0.75, seed)
+    test_mask = ~train_mask
+    rows = np.flatnonzero(train_mask)
+    keep = cap_histories(u[rows], i[rows], np.asarray(timestamps)[rows],
+                         HISTORY_CAP if H is None else H)
+    train_mask = np.zeros(len(u), dtype=bool)
+    train_mask[rows[keep]] = True
+    train = _matrices(u, i, train_mask, len(user_ids), len(item_ids))[0]
+    test = _matrices(u, i, test_mask, len(user_ids), len(item_ids))[0]
+    return Split(train, test, user_ids, item_ids)
+
+
+def evaluate_device_cf(ratings, *, k: int = 10, seed: int = 42, check_memory: bool = True) -> dict:
     """Fit the shipped default CF on the protocol's train part; score it with ``device/cf.py``.
 
     ``ratings`` is a :class:`models.movielens.Interactions`. Every rating is an interaction
-    with affinity 1 (MovieLens has no completion or recency to weight by).
+    with affinity 1 (MovieLens has no completion or recency to weight by). Training events go
+    through the history cap first. With ``check_memory`` a fit predicted not to fit in this
+    machine's memory is refused (:class:`models.sparse_ease.FitMemoryError`, naming
+    ``--engine spark``) before it starts. ``peak_rss_mb`` is this process's peak resident set
+    (``VmHWM``) after the fit and scoring.
     """
+    from device.budget import status_mb
     from models.cowatch import default_model
+    from models.sparse_ease import check_fit_memory, predicted_gram_nnz
 
-    split = random_split(ratings.users, ratings.items, seed=seed)
+    split = capped_random_split(ratings.users, ratings.items, ratings.timestamps, seed=seed)
+    train = split.train
+    if check_memory:
+        check_fit_memory(train)
     model = default_model(len(split.item_ids))
     t0 = time.perf_counter()
-    model.fit(split.train)
+    model.fit(train)
     fit_seconds = time.perf_counter() - t0
     table = model.to_table(split.item_ids)
     out = evaluate_table(table, split, k)
@@ -249,6 +286,9 @@ def evaluate_device_cf(ratings, *, k: int = 10, seed: int = 42) -> dict:
         seed=seed,
         users=int(split.train.shape[0]),
         items=int(split.train.shape[1]),
+        train_interactions=int(train.nnz),
+        predicted_gram_nnz=predicted_gram_nnz(train),
+        peak_rss_mb=status_mb("VmHWM"),
     )
     if getattr(model, "lambda_used_", None) is not None:
         out["lambda"] = model.lambda_used_

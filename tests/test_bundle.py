@@ -110,14 +110,14 @@ def test_half_written_bundle_never_appears_under_its_name(tmp_path, monkeypatch)
 
 def test_install_is_atomic_and_a_bad_bundle_keeps_the_old_one(tmp_path):
     root = tmp_path / "bundles"
-    first = install_bundle(small_bundle(tmp_path / "v1", seed=1), root)
+    first = install_bundle(small_bundle(tmp_path / "v1", seed=1), root, allow_unsigned=True)
     assert current_bundle(root).path == first.resolve()
     tampered = small_bundle(tmp_path / "v2", seed=2)
     (tampered / "weights.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(BundleError):
-        install_bundle(tampered, root)
+        install_bundle(tampered, root, allow_unsigned=True)
     assert current_bundle(root).path == first.resolve()  # still serving, still verifies
-    second = install_bundle(small_bundle(tmp_path / "v3", seed=3), root)
+    second = install_bundle(small_bundle(tmp_path / "v3", seed=3), root, allow_unsigned=True)
     assert current_bundle(root).path == second.resolve()
     assert rollback(root).resolve() == first.resolve()
     assert current_bundle(root).path == first.resolve()
@@ -132,7 +132,7 @@ def test_archive_round_trip_and_truncated_archive(tmp_path):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(BundleError):
-        install_bundle(cut, tmp_path / "root")
+        install_bundle(cut, tmp_path / "root", allow_unsigned=True)
 
 
 def test_synthetic_10k_bundle_is_memory_mapped(tmp_path, demo_bundle):
@@ -327,16 +327,16 @@ def test_install_store_layout_idempotence_and_rollback(tmp_path):
     root = tmp_path / "root"
     with pytest.raises(BundleError, match="no bundle installed"):
         current_bundle(root)
-    v1 = install_bundle(small_bundle(tmp_path / "v1", seed=1), root)
+    v1 = install_bundle(small_bundle(tmp_path / "v1", seed=1), root, allow_unsigned=True)
     with pytest.raises(BundleError, match="no previous bundle"):
         rollback(root)
     assert os.readlink(root / "current") == f"versions/{v1.name}"
-    assert install_bundle(tmp_path / "v1", root) == v1  # same bundle again: nothing changes
+    assert install_bundle(tmp_path / "v1", root, allow_unsigned=True) == v1  # same bundle again: nothing changes
     assert not (root / "previous").exists()
 
     v2 = install_bundle(pack_bundle(small_bundle(tmp_path / "v2", seed=2),
-                                    tmp_path / "v2.tar"), root)
-    v3 = install_bundle(small_bundle(tmp_path / "v3", seed=3), root)
+                                    tmp_path / "v2.tar"), root, allow_unsigned=True)
+    v3 = install_bundle(small_bundle(tmp_path / "v3", seed=3), root, allow_unsigned=True)
     assert os.readlink(root / "current") == f"versions/{v3.name}"
     assert os.readlink(root / "previous") == f"versions/{v2.name}"
     assert sorted(p.name for p in (root / "versions").iterdir()) == sorted([v2.name, v3.name])
@@ -345,7 +345,7 @@ def test_install_store_layout_idempotence_and_rollback(tmp_path):
     bad = small_bundle(tmp_path / "v4", seed=4)
     (bad / "popularity.npy").write_bytes(b"\0" * (bad / "popularity.npy").stat().st_size)
     with pytest.raises(BundleError, match=f"{bad}: popularity.npy sha256 mismatch"):
-        install_bundle(bad, root)
+        install_bundle(bad, root, allow_unsigned=True)
     assert os.readlink(root / "current") == f"versions/{v3.name}"
     assert os.readlink(root / "previous") == f"versions/{v2.name}"
     assert current_bundle(root).path == v3 and not any(
@@ -378,7 +378,7 @@ def test_unpack_refuses_links_and_paths(tmp_path):
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(info)
     with pytest.raises(BundleError, match="not a regular file"):
-        install_bundle(link, tmp_path / "root")
+        install_bundle(link, tmp_path / "root", allow_unsigned=True)
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "out").exists()
     assert not (tmp_path / "root" / "current").exists()
 
@@ -393,7 +393,7 @@ def test_cli_synth_install_rollback(tmp_path, demo_bundle):
         p = tvrec("synth", "--items", 500, "--out", tmp_path / name, "--seed", seed,
                   "--template", demo_bundle)
         assert p.returncode == 0, p.stderr
-        assert tvrec("install", tmp_path / name, "--root", root).returncode == 0
+        assert tvrec("install", tmp_path / name, "--root", root, "--allow-unsigned").returncode == 0
     p = tvrec("rollback", "--root", root)
     assert p.returncode == 0 and "rolled back" in p.stdout
     assert open_bundle(root / "current").manifest["extra"]["synthetic"]["seed"] == 0

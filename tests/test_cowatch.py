@@ -12,6 +12,7 @@ from models.cowatch import (
     CosineModel,
     EASEModel,
     JaccardModel,
+    SparseEASEModel,
     _ease_dense,
     _resolve_on_support,
     default_model,
@@ -112,7 +113,7 @@ def test_bad_parameters_are_refused():
         EASEModel(max_items=2).fit(X)
     with pytest.raises(RuntimeError, match="not fitted"):
         CosineModel().similar_items(0)
-    assert isinstance(default_model(100_000), BM25Model)
+    assert isinstance(default_model(100_000), SparseEASEModel)
 
 
 def test_resolved_ease_beats_naive_pruning_on_movielens(ml100k):

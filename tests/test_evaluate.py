@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -118,9 +119,34 @@ def test_cli_eval_cf_writes_the_promised_keys(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     for key in ("precision@10", "recall@10", "ndcg@10", "map", "coverage", "fit_seconds",
-                "recommend_ms_p50", "recommend_ms_p95"):
+                "recommend_ms_p50", "recommend_ms_p95", "peak_rss_mb", "lambda"):
         assert key in result and np.isfinite(result[key])
     assert 0 <= result["ndcg@10"] <= 1
+    assert result["model"] == "SparseEASEModel" and result["neighbours_per_item"] <= 64
+    assert 30 < result["peak_rss_mb"] < 2000
+
+
+def test_cli_eval_cf_refuses_a_fit_that_would_not_fit_and_names_spark(tmp_path):
+    """Under a real address-space limit (ulimit -v), a log whose predicted Gram does not fit is
+    refused before fitting, in one line naming --engine spark."""
+    import resource
+
+    rng = np.random.default_rng(1)
+    n_users, per_user, n_items = 500, 800, 30_000
+    users = np.repeat(np.arange(1, n_users + 1), per_user)
+    items = np.concatenate([rng.choice(n_items, per_user, replace=False) + 1 for _ in range(n_users)])
+    data = tmp_path / "u.data"
+    data.write_text("".join(f"{u}\t{i}\t4\t{n}\n" for n, (u, i) in enumerate(zip(users, items))))
+
+    def limit():  # 1.5 GB of address space: python + numpy + scipy start, a 6 GB fit cannot
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29))
+
+    proc = subprocess.run([sys.executable, "-m", "tvrec.cli", "eval", "cf", "--ratings", str(data)],
+                          capture_output=True, text=True, timeout=300, preexec_fn=limit,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--engine spark" in lines[0] and "GB" in lines[0]
 
 
 def test_cli_eval_cf_malformed_file_is_one_line(tmp_path):

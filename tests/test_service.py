@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture()
 def store(tmp_path, demo_bundle):
     root = tmp_path / "bundles"
-    install_bundle(demo_bundle, root)
+    install_bundle(demo_bundle, root, trusted_keys=ROOT / "demo" / "keys")
     return root
 
 
@@ -58,7 +58,7 @@ def test_rows_follow_events_profiles_and_bundle_switches(store, tmp_path):
 
         # A new bundle arrives: the engine is reopened on it, history kept.
         old = writer.bundle_path
-        install_bundle(synth_bundle(tmp_path / "synth", 300, template=old), store)
+        install_bundle(synth_bundle(tmp_path / "synth", 300, template=old), store, allow_unsigned=True)
         assert writer.changed()
         index = writer.refresh()
         assert writer.bundle_path != old and index["bundle"] == str(writer.bundle_path)

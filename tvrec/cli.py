@@ -42,6 +42,10 @@ EXTRA_OF_MODULE = {
 }
 
 
+#: The text teacher of `--text` (chosen by ML-100K cold start, README "Teachers").
+TEXT_TEACHER_DEFAULT = "minilm"
+
+
 class CommandError(Exception):
     """A user-facing failure: printed as one line, exit code 2."""
 
@@ -82,6 +86,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     help="log: watch-event CSV, ratings.csv or u.data")
     cs.add_argument("--item-vectors", metavar="FILE",
                     help="content vectors per item (.npz with ids+vectors, or CSV)")
+    _add_text_args(cs)
     cs.add_argument("--seed", type=int, default=0, help="seed of the held-out items (default 0)")
     cs.add_argument("--json", metavar="OUT", help="also write the metrics as JSON to OUT")
     cs.set_defaults(func=_run_eval_coldstart)
@@ -113,8 +118,28 @@ def _write_json(path, data) -> None:
         raise CommandError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
+def _add_text_args(p: argparse.ArgumentParser) -> None:
+    """``--text`` / ``--text-teacher``: item vectors from the fleet-side text teacher (issue 14)."""
+    p.add_argument("--text", action="store_true",
+                   help="also place cold items from the text teacher's embedding of their title, year, "
+                   "genres and description (extra `teach`; cached per text in ~/.cache/tvrec)")
+    p.add_argument("--text-teacher", choices=("minilm", "wordllama"), default=TEXT_TEACHER_DEFAULT,
+                   help=f"which text teacher (default {TEXT_TEACHER_DEFAULT}; see README 'Teachers')")
+
+
+def _text_vectors(items, args: argparse.Namespace):
+    """The text teacher's ItemVectors of ``items`` (None without --text)."""
+    if not getattr(args, "text", False):
+        return None
+    from models.teachers.text import catalog_text_vectors
+
+    return catalog_text_vectors(items, args.text_teacher)
+
+
 def _run_eval_coldstart(args: argparse.Namespace) -> int:
     import json
+
+    import numpy as np
 
     from models.coldstart import evaluate_catalog_cold_start
     from models.readers import read_item_vectors, read_items, read_log
@@ -125,6 +150,10 @@ def _run_eval_coldstart(args: argparse.Namespace) -> int:
     if args.item_vectors:
         V, has, _ = read_item_vectors(args.item_vectors).align(items.ids)
         vectors = (V, has)
+    text = _text_vectors(items, args)
+    if text is not None:  # text teacher vectors, beside --item-vectors when both are given
+        T, has_t, _ = text.align(items.ids)
+        vectors = (T, has_t) if vectors is None else (np.hstack([T, vectors[0]]), has_t | vectors[1])
     try:
         result = evaluate_catalog_cold_start(items, log, vectors=vectors, seed=args.seed)
     except ValueError as err:
@@ -581,6 +610,7 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, metavar="DIR", help="bundle folder to create")
     b.add_argument("--item-vectors", metavar="FILE",
                    help="content vectors per item (.npz with ids+vectors, or CSV)")
+    _add_text_args(b)
     b.add_argument("--media", metavar="DIR", help="clips named by item id (needs --model)")
     b.add_argument("--model", metavar="DIR",
                    help="bundle (or export output) whose int8 content model embeds --media")
@@ -696,10 +726,15 @@ def _run_bundle_build(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {out}: already exists and is not an empty folder")
     from export.pipeline import build_bundle
 
+    sources = []
+    if args.text:
+        from models.readers import read_items
+
+        sources.append(_text_vectors(read_items(args.items), args))
     try:
         report = build_bundle(args.items, args.interactions, out, item_vectors=args.item_vectors,
                               media_dir=args.media, model_dir=args.model, k=args.k,
-                              seed=args.seed, signing_key=args.signing_key)
+                              seed=args.seed, signing_key=args.signing_key, vector_sources=sources)
     except ValueError as err:
         raise CommandError(str(err)) from None
     print(json.dumps(report, indent=1, sort_keys=True))

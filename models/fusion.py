@@ -415,7 +415,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     flip: bool = True
     threads: int = 2
-    teacher_weight: float = 4.0
+    teacher_weight: float = 2.0
 
 
 def configure_tensorflow(seed: int, threads: int = 2) -> None:
@@ -633,6 +633,7 @@ def train_catalog(
     real_media_dir: str | os.PathLike | None = None,
     int8_branches=None,
     sound_model: str = "MSD_musicnn",
+    baseline_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Features -> CF targets -> training -> embeddings of every item -> evaluation -> files.
 
@@ -643,7 +644,9 @@ def train_catalog(
     student is trained the same way without teachers, and ``report["distillation"]`` compares
     the two (:func:`models.teachers.distill.distillation_report`; on the real clips in
     ``real_media_dir`` and on the held-out demo items; int8 when ``int8_branches`` is given,
-    e.g. :func:`export.parity.int8_branch_embedders`).
+    e.g. :func:`export.parity.int8_branch_embedders`). ``baseline_dir``: a plain ``tvrec
+    train`` output of the same catalog, seed and configuration to use as that no-teacher
+    student instead of training it again (checked; the figures are the same, the run halves).
 
     Writes to ``out_dir``::
 
@@ -730,8 +733,11 @@ def train_catalog(
     if teachers:
         from models.teachers.distill import distillation_report
 
-        base, base_hist = fit_fusion(frames, logmel, targets, cat.genre_matrix, train_idx, val_idx, cfg, fcfg,
-                                     tcfg, teachers=None, seed=seed, progress=progress)
+        if baseline_dir is not None:
+            base, base_hist = _load_baseline(baseline_dir, catalog_dir, seed, tcfg, fcfg_saved)
+        else:
+            base, base_hist = fit_fusion(frames, logmel, targets, cat.genre_matrix, train_idx, val_idx, cfg,
+                                         fcfg, tcfg, teachers=None, seed=seed, progress=progress)
         base_cold = evaluate_cold_start(cat, embed(base, frames, logmel, cfg), targets, X, seed=seed)
         held = np.sort(np.concatenate([val_idx, np.flatnonzero(cat.cold)]))
         rng = np.random.default_rng(seed)
@@ -793,6 +799,29 @@ def train_catalog(
     tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n", encoding="utf-8")
     os.replace(tmp, out / "report.json")
     return report
+
+
+def _load_baseline(baseline_dir, catalog_dir, seed: int, tcfg: TrainConfig, fcfg: FusionConfig):
+    """The no-teacher student from a plain ``tvrec train`` folder, refused unless it was trained
+    on the same catalog with the same seed, architecture and optimisation settings."""
+    from device.errors import DataFormatError
+
+    d = Path(baseline_dir)
+    try:
+        rep = json.loads((d / "report.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"{d / 'report.json'}: not a `tvrec train` report ({err})") from None
+    same = {k: v for k, v in dataclasses.asdict(tcfg).items() if k != "teacher_weight"}
+    theirs = {k: v for k, v in rep.get("train_config", {}).items() if k != "teacher_weight"}
+    problems = [name for name, ok in (
+        ("catalog", os.path.realpath(rep.get("catalog", "")) == os.path.realpath(os.fspath(catalog_dir))),
+        ("seed", rep.get("seed") == seed), ("train_config", theirs == same),
+        ("fusion_config", rep.get("fusion_config") == fcfg.to_dict()),
+        ("no teachers", "distillation" not in rep)) if not ok]
+    if problems:
+        raise DataFormatError(f"{d}: not a no-teacher run of this training ({', '.join(problems)} differ)")
+    model, _, _ = load_model(d / "model")
+    return model, rep["history"]
 
 
 def _json_default(o):

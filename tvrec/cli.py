@@ -43,7 +43,7 @@ EXTRA_OF_MODULE = {
 
 
 #: The text teacher of `--text` (chosen by ML-100K cold start, README "Teachers").
-TEXT_TEACHER_DEFAULT = "minilm"
+TEXT_TEACHER_DEFAULT = "wordllama"
 
 
 class CommandError(Exception):
@@ -369,6 +369,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "report.json distillation (Spearman to the teachers, int8, per branch)")
     p.add_argument("--real-media", default=None, metavar="DIR",
                    help="real clips the distillation is scored on (default: ../shared/data/media when present)")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="with --teachers: a plain `tvrec train` output (same catalog, seed, settings) "
+                   "used as the no-teacher student instead of training it again")
     p.set_defaults(func=_run_train)
 
 
@@ -388,7 +391,8 @@ def _run_train(args: argparse.Namespace) -> int:
             real = default if default.is_dir() else None
         elif not Path(real).is_dir():
             raise CommandError(f"{real}: --real-media is not a directory")
-        kwargs = {"teachers": True, "real_media_dir": real, "int8_branches": int8_branch_embedders}
+        kwargs = {"teachers": True, "real_media_dir": real, "int8_branches": int8_branch_embedders,
+                  "baseline_dir": args.baseline}
     report = train_catalog(args.catalog, args.out, epochs=args.epochs, seed=args.seed, **kwargs)
     keys = ("cold_start", "summary", "params", "train_seconds") + (("distillation",) if args.teachers else ())
     print(json.dumps({k: report[k] for k in keys}, indent=1, default=float))

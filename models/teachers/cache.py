@@ -156,7 +156,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tvrec"
 
 
-def cached_text_embeddings(texts: Sequence[str], teacher_name: str = "minilm", *,
+def cached_text_embeddings(texts: Sequence[str], teacher_name: str = "wordllama", *,
                            cache_dir: str | os.PathLike | None = None, progress: bool = True,
                            stats: dict[str, Any] | None = None) -> np.ndarray:
     """Text teacher embeddings ``float32 [N, d]`` of ``texts``, cached per text (SHA-256)."""

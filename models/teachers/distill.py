@@ -134,14 +134,19 @@ def distillation_report(students: dict, cfg, *, real_dir, held_out: dict, calibr
         _, snd_a = embed_clips(real["audio"], cfg, teachers, progress=progress, desc="teachers (real audio)")
         x = real_clip_inputs(real, cfg)
         sets["real"] = {"video": (x["video_frames"], pic_v), "audio": (x["audio_logmel"], snd_a)}
+    # every student's branches as callables, float (Keras) and int8 (converted once per student)
+    runs: dict = {}
+    for sname, model in students.items():
+        runs[sname] = {"float": {b: (lambda x, m=m: np.asarray(m(x, training=False)))
+                                 for b, m in branch_embedders(model).items()}}
+        if int8_branches is not None:
+            runs[sname]["int8"] = int8_branches(model, cfg, calibration["frames"], calibration["logmel"])
     report: dict = {}
     for branch, teacher_name in (("video", "efficientnet-lite0"), ("audio", sound_model)):
         entry: dict = {"teacher": teacher_name, "float": {}, "int8": {}, "held_out_demo": {}}
-        for sname, model in students.items():
-            runners = {"float": lambda x, m=branch_embedders(model)[branch]: np.asarray(m(x, training=False))}
-            if int8_branches is not None:
-                runners["int8"] = int8_branches(model, cfg, calibration["frames"], calibration["logmel"])[branch]
-            for kind, run in runners.items():
+        for sname in students:
+            for kind, by_branch in runs[sname].items():
+                run = by_branch[branch]
                 for set_name, data in sets.items():
                     x, t = data[branch]
                     feats = np.concatenate([run(x[lo : lo + 64]) for lo in range(0, len(x), 64)])

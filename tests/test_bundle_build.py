@@ -112,14 +112,16 @@ def test_drama_viewer_rows(built, tmp_path):
         rows = {r.kind: r for r in engine.home("fan")}
         top = [c.item_id for c in rows["top_picks"].cards]
         assert top and set(top) <= {"2", "3", "4", "5", "6"}  # co-watched with 1 only
-        assert all(c.reason == "Because you watched The Harbour S1E1"
+        # the reason names the show, not the episode (issue 15)
+        assert all(c.reason == "Because you watched The Harbour"
                    for c in rows["top_picks"].cards)
+        # the next episode of the finished one is Up next in Continue watching (issue 15),
+        # so it is not repeated in New for you
+        assert [(c.item_id, c.kind) for c in rows["continue"].cards] == [("20", "next")]
         new = [c.item_id for c in rows["new"].cards]
-        # the next episode sits where its series is; then the cold dramas; comedy and the
-        # item with no content last
-        assert new[0] == "20"
-        assert set(new[1:4]) == {"13", "14", "15"}
-        assert set(new[4:]) == {"16", "17", "18", "19"}
+        # the cold dramas first; comedy and the item with no content last
+        assert set(new[:3]) == {"13", "14", "15"}
+        assert set(new[3:]) == {"16", "17", "18", "19"}
         # no duration in the catalog: the card has the nominal one, and playing it records
         card = engine.card("19")
         assert card.duration > 0 and card.genres == ()

@@ -57,7 +57,8 @@ if __name__ == "__main__":  # spark-submit runs this file as a script: the repos
 from device.cf import PAD, NeighbourTable  # noqa: E402
 from device.errors import DataFormatError  # noqa: E402
 from models.cowatch import DEFAULT_K, HISTORY_CAP  # noqa: E402
-from models.sparse_ease import DEFAULT_CANDIDATES, DEFAULT_SHRINK, choose_lambda  # noqa: E402
+from models.sparse_ease import (  # noqa: E402
+    DEFAULT_CANDIDATES, DEFAULT_DROPOUT, DEFAULT_SHRINK, choose_lambda)
 
 #: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
 ITEMS_PER_BLOCK = 512
@@ -367,7 +368,7 @@ _block_counts = _make_block_counts()
 
 
 def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray, lam: float,
-                     batch: int = 256) -> np.ndarray:
+                     batch: int = 256, dropout: float = DEFAULT_DROPOUT) -> np.ndarray:
     """:func:`models.sparse_ease.solve_supports` with the blocks built from ``X``.
 
     Same inputs (``-1``-padded supports per target, valid entries first) and output
@@ -394,9 +395,51 @@ def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray,
                 G = X.gram_block(np.concatenate([[targets[r]], supports[r, :m]]))
                 blocks[n] = G[1:, 1:]
                 rhs[n] = G[1:, 0]
-            blocks += lam * np.eye(m)
+            # the learner's penalty: lam + dropout * each regressor's own count (EDLAE-style)
+            d = np.arange(m)
+            blocks[:, d, d] += lam + dropout * blocks[:, d, d]
             out[rr, :m] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0]
     return out
+
+
+def candidate_block(X: Interactions, lo: int, hi: int,
+                    n_candidates: int = DEFAULT_CANDIDATES, shrink: float = DEFAULT_SHRINK):
+    """Targets ``lo..hi-1``: their Gram rows -> forward candidates with their scores.
+
+    Returns triplets ``(item, candidate, score)`` and the block's off-diagonal Gram entries.
+    """
+    from models.sparse_ease import candidate_support
+
+    G = X.gram_rows(lo, hi)
+    items = np.arange(lo, hi)
+    sup, sc = candidate_support(G, items, X.counts, n_candidates, shrink, return_scores=True)
+    valid = sup >= 0
+    a = np.broadcast_to(items[:, None], sup.shape)[valid]
+    nnz = G.nnz - int((X.counts[lo:hi] > 0).sum())
+    return a.astype(np.int64), sup[valid].astype(np.int64), sc[valid], nnz
+
+
+def driver_supports(a: np.ndarray, j: np.ndarray, score: np.ndarray, n_candidates: int):
+    """Forward candidates united with the reverse ones, as the in-process learner does.
+
+    ``(a, j, score)``: every item's forward candidates (long form). Returns ``(targets,
+    supports)`` (``-1``-padded), the input of the first ridge solves.
+    """
+    from models.sparse_ease import reverse_candidates, union_supports
+
+    order = np.lexsort((j, a))
+    a, j, score = a[order], j[order], score[order]
+    items, start, n = np.unique(a, return_index=True, return_counts=True)
+    pos = np.arange(len(a)) - np.repeat(start, n)
+    row = np.repeat(np.arange(len(items)), n)
+    fwd = np.full((len(items), n_candidates), -1, dtype=np.int32)
+    sc = np.zeros((len(items), n_candidates))
+    fwd[row, pos] = j
+    sc[row, pos] = score
+    rev = reverse_candidates(items, fwd, sc, n_candidates)
+    sup = union_supports(fwd, rev)
+    has = (sup[:, 0] >= 0) if sup.shape[1] else np.zeros(len(items), bool)
+    return items[has], sup[has]
 
 
 def first_pass_block(X: Interactions, lo: int, hi: int, lam: float,
@@ -420,7 +463,8 @@ def first_pass_block(X: Interactions, lo: int, hi: int, lam: float,
     return sup[valid].astype(np.int64), tgt[valid].astype(np.int64), w[valid], nnz
 
 
-def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: float):
+def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: float,
+                  dropout: float = DEFAULT_DROPOUT):
     """Re-solve each target on the rows that kept it: triplets in, triplets out."""
     from models.sparse_ease import PAD
 
@@ -430,7 +474,7 @@ def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: f
     sup = np.full((len(uniq), int(n.max()) if len(n) else 0), PAD, dtype=np.int64)
     pos = np.arange(len(rows)) - np.repeat(start, n)
     sup[np.repeat(np.arange(len(uniq)), n), pos] = rows
-    w = solve_supports_x(X, uniq, sup, lam)
+    w = solve_supports_x(X, uniq, sup, lam, dropout=dropout)
     valid = sup >= 0
     tgt = np.broadcast_to(uniq[:, None], sup.shape)
     return sup[valid], tgt[valid], w[valid]
@@ -577,16 +621,38 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     n_blocks = (N + block - 1) // block
     gram_nnz = sc.accumulator(0)
 
-    def first(batches):
+    def cands(batches):
         for b in batches:
             for blk in b["blk"].to_numpy():
                 lo, hi = int(blk) * block, min(N, (int(blk) + 1) * block)
-                r, t, w, nnz = first_pass_block(bX.value, lo, hi, lam, n_candidates)
+                a, j, sc, nnz = candidate_block(bX.value, lo, hi, n_candidates)
                 gram_nnz.add(int(nnz))
-                yield pd.DataFrame({"src": r.astype(np.int32), "dst": t.astype(np.int32), "w": w})
+                yield pd.DataFrame({"a": a.astype(np.int32), "j": j.astype(np.int32), "s": sc})
 
     blocks = spark.createDataFrame(pd.DataFrame({"blk": np.arange(n_blocks, dtype=np.int32)}))
     blocks = blocks.repartition(min(n_blocks, max(sc.defaultParallelism * 4, 1)), "blk")
+    fwd = blocks.mapInPandas(cands, "a int, j int, s double").toPandas()
+    # the reverse candidates need every item's list: N x C integers, united on the driver
+    targets, sups = driver_supports(fwd["a"].to_numpy().astype(np.int64),
+                                    fwd["j"].to_numpy().astype(np.int64),
+                                    fwd["s"].to_numpy(), n_candidates)
+    del fwd
+    bS = sc.broadcast((targets, sups))
+
+    def first(batches):
+        for b in batches:
+            for blk in b["blk"].to_numpy():
+                t_all, s_all = bS.value
+                lo, hi = np.searchsorted(t_all, [int(blk) * block, (int(blk) + 1) * block])
+                t, sup = t_all[lo:hi], s_all[lo:hi]
+                if not len(t):
+                    continue
+                w = solve_supports_x(bX.value, t, sup, lam)
+                valid = sup >= 0
+                tgt = np.broadcast_to(t[:, None], sup.shape)
+                yield pd.DataFrame({"src": sup[valid].astype(np.int32),
+                                    "dst": tgt[valid].astype(np.int32), "w": w[valid]})
+
     weights1 = blocks.mapInPandas(first, "src int, dst int, w double")
 
     # -- prune: each row's K best positive weights (one shuffle by row block)
@@ -618,6 +684,7 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
                                out["dst"].to_numpy().astype(np.int64),
                                out["w"].to_numpy(), item_ids, counts, K)
     bX.destroy()
+    bS.destroy()
     st.done("table")
     return FleetResult(table=table, lambda_=lam, n_events=stats["n_events"], n_kept=int(n_kept),
                        n_profiles=int(n_users), unknown_items=stats["unknown_items"],

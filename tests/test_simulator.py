@@ -412,7 +412,7 @@ def test_the_window_opens_on_a_real_x_server(tmp_path, demo_bundle):
         server.terminate()
         server.wait(10)
     with History(tmp_path / "h.db") as h:
-        assert {p.id for p in h.profiles()} == {"alex", "sam"}  # the demo viewers were seeded
+        assert {p.id for p in h.profiles()} == {"alex", "sam", "kids"}  # the demo viewers (and the kids profile, issue 15) were seeded
 
 
 # ---------------------------------------------------------------------------- Watch Next in the UI

@@ -893,45 +893,15 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def _mem_available() -> int:
-    """Bytes this process may still use: MemAvailable, or the cgroup's limit if lower."""
-    avail = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if avail is None:
-        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            with open(limit) as fh:
-                v = fh.read().strip()
-            if v.isdigit():
-                avail = min(avail, int(v))
-        except OSError:
-            continue
-    return avail
-
-
 def fits_in_memory_learn(available: int | None = None):
     """The in-process ``learn`` step, refusing (one line, naming ``--engine spark``) a log whose
     predicted Gram does not fit this machine's memory, instead of swapping or being killed."""
     from export.pipeline import learn_step
 
     def learn(X, warm, k):
-        from models.sparse_ease import predicted_fit_bytes
+        from models.sparse_ease import check_fit_memory
 
-        cols = X[:, np.flatnonzero(warm)]
-        need = predicted_fit_bytes(cols)
-        have = _mem_available() if available is None else available
-        if need > have:
-            raise ValueError(
-                f"the in-process learner would need ~{need / 2**30:.1f} GB for this log's Gram "
-                f"matrix and {have / 2**30:.1f} GB is available: run it on Spark with "
-                "--engine spark [--spark-master URL]")
+        check_fit_memory(X[:, np.flatnonzero(warm)], available)
         return learn_step(X, warm, k)
 
     return learn

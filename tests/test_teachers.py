@@ -250,7 +250,17 @@ def test_eval_coldstart_text_reads_what_titles_say(tmp_path):
     assert r["content"] == "vectors+metadata" and r["n_cold_items"] == 16
     # one genre for all: genre labels rank like random; the titles' topics are what places cold items
     assert r["content_ndcg@20"] > r["genre_ndcg@20"] + 0.1, r
+    # the same held-out items placed from metadata alone (one genre, nothing else): what the
+    # vectors add is reported side by side
+    assert r["content_ndcg@20"] > r["metadata_ndcg@20"] + 0.1, r
     assert (tmp_path / "cache" / "text" / "wordllama.npz").is_file()
+
+
+def test_cli_text_teacher_default_is_the_library_default():
+    from models.teachers.text import DEFAULT_TEXT_TEACHER
+    from tvrec.cli import TEXT_TEACHER_DEFAULT
+
+    assert TEXT_TEACHER_DEFAULT == DEFAULT_TEXT_TEACHER
 
 
 def test_bundle_build_text_places_cold_items(tmp_path):

@@ -177,14 +177,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tvrec"
 
 
-def cached_text_embeddings(texts: Sequence[str], teacher_name: str = "wordllama", *,
+def cached_text_embeddings(texts: Sequence[str], teacher_name: str | None = None, *,
                            cache_dir: str | os.PathLike | None = None, progress: bool = True,
                            stats: dict[str, Any] | None = None) -> np.ndarray:
     """Text teacher embeddings ``float32 [N, d]`` of ``texts``, cached per text (SHA-256)."""
     from tqdm import tqdm
 
-    from models.teachers.text import text_teacher
+    from models.teachers.text import DEFAULT_TEXT_TEACHER, text_teacher
 
+    teacher_name = teacher_name or DEFAULT_TEXT_TEACHER
     t0 = time.perf_counter()
     path = Path(cache_dir or default_cache_dir()) / "text" / f"{teacher_name}.npz"
     digests = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]

@@ -1258,11 +1258,16 @@ class History:
 
             base     = 0.25 + 0.75 * completion           # any play counts a little
             strength = base * (1.5 if finished) * (2 if liked == +1)
-            recency  = 0.5 ** (max(now - last_ts, 0) / 86400 / half_life_days)
+            t_ref    = min(now, the profile's latest event)
+            recency  = 0.5 ** (max(t_ref - last_ts, 0) / 86400 / half_life_days)
             affinity = strength * recency                 # in (0, 3]
             affinity = -1  if liked == -1                 # the ranker excludes these
 
         So affinity never decreases when completion grows or the last event is more recent.
+        Age is counted on the viewer's own timeline: what was watched a month before the
+        profile's latest viewing counts half, but time in which nothing was watched ages
+        nothing -- a household back after six months away, or a history replayed from a 1997
+        log, keeps its taste instead of decaying to zero (float32 underflows after ~4 years).
 
         Parameters
         ----------
@@ -1298,7 +1303,8 @@ class History:
                                    >= self.thresholds.finished_at(duration))
         strength = (0.25 + 0.75 * completion) * np.where(finished, 1.5, 1.0)
         strength *= np.where(liked == 1, 2.0, 1.0)
-        age_days = np.maximum(now - last_ts, 0.0) / _SECONDS_PER_DAY
+        t_ref = min(now, float(last_ts.max())) if len(last_ts) else now
+        age_days = np.maximum(t_ref - last_ts, 0.0) / _SECONDS_PER_DAY
         affinity = strength * 0.5 ** (age_days / float(half_life_days))
         affinity[liked == -1] = -1.0
         return Affinities(

@@ -349,6 +349,18 @@ def test_affinities_hand_checked(history):
     assert aff.last_ts.dtype == np.float64 and aff.item_ids.dtype == object
 
 
+def test_idle_time_ages_nothing(history):
+    """Recency is counted back from the profile's latest event, not from the clock: a box left
+    unused for ten years (or a replayed 1997 log) keeps the same affinities."""
+    history.record("alice", "a", "finish", timestamp=NOW - 30 * DAY)
+    history.record("alice", "b", "progress", position=500.0, timestamp=NOW)
+    at_last = history.affinities("alice", now=NOW)
+    years_later = history.affinities("alice", now=NOW + 3650 * DAY)
+    assert list(at_last.item_ids) == list(years_later.item_ids) == ["b", "a"]
+    np.testing.assert_array_equal(at_last.affinity, years_later.affinity)
+    assert years_later.affinity[1] == pytest.approx(0.75)  # 1.5 (finished) * 0.5 (30 days)
+
+
 def test_latest_opinion_wins(history):
     history.record("alice", "a", "dislike", timestamp=NOW - 10)
     history.record("alice", "a", "like", timestamp=NOW - 5)

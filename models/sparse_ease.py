@@ -20,7 +20,10 @@ per item anyway, so we solve the same ridge regression on a small support per it
    kept weights absorb what the pruned ones did.
 
 Every row of the result has at most K entries, and peak memory grows with the Gram's
-non-zeros (plus ``N x C`` support arrays), never with ``N^2``. The four steps are pure
+non-zeros (plus ``N x C`` support arrays), never with ``N^2``. Each step runs as a compiled
+kernel (:mod:`models.gram_kernel`, numba, threads over chunks) or as the numpy reference here;
+both give the same supports and bit-identical weights, since every system is built from the
+same exact integers and solved at its own width on one BLAS thread. The four steps are pure
 functions on plain arrays so the Spark job (``models/fleet_spark.py``, branch ``spark``) runs
 the very same code inside ``mapInPandas``; see ``/work/coord/NOTES-learner.md`` for the
 contract (inputs, determinism and tie-break rules).

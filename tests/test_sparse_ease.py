@@ -182,6 +182,16 @@ def test_pruning_treats_weights_equal_at_float32_as_ties():
         assert kept[:, 0].tolist() == [-1, 7, -1]  # item 7 keeps target 1 (tie with 3; 2 is lower)
 
 
+def test_union_supports_by_hand_sorted_or_not():
+    a = np.array([[1, 4, 9, -1], [-1, -1, -1, -1]])
+    b = np.array([[0, 4, -1], [2, 3, -1]])
+    want = [[0, 1, 4, 9], [2, 3, -1, -1]]
+    for compiled in ([False, True] if gk.AVAILABLE else [False]):
+        assert se.union_supports(a, b, compiled=compiled).tolist() == want
+        # unsorted rows take the sorting path: same answer
+        assert se.union_supports(a[:, ::-1], b, compiled=compiled).tolist() == want
+
+
 def test_solves_do_not_depend_on_threads():
     X = random_log(5, n_users=80, n_items=40)
     G = se.gram_matrix(X)

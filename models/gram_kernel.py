@@ -241,9 +241,8 @@ if njit is not None:
             blk[op, oq] = v
             blk[oq, op] = v
 
-    @njit(cache=True, nogil=True)
     def gram_blocks_csr(indptr, indices, data, targets, supports, lo, hi, out_blocks, out_rhs,
-                        scan=SCAN_FACTOR):  # pragma: no cover - compiled
+                        scan=SCAN_FACTOR, pos=None):
         """Systems ``lo..hi-1`` of equal-width supports from a canonical square CSR Gram.
 
         ``supports`` (T, m): distinct items per target, any order, never the target, no
@@ -253,10 +252,19 @@ if njit is not None:
         that item on (upper triangle) up to the largest key: scanned against the map when it
         is at most ``scan`` times longer than the keys left, else galloped through key by key
         (popular items' long rows). Cost per row ~ min(row, keys * log(row / keys)).
+
+        ``pos``: optional int32 scratch of one entry per item, all -1 (left so on return), to
+        reuse across calls of one thread instead of allocating an items-long map per call.
         """
+        if pos is None:
+            pos = np.full(len(indptr) - 1, -1, np.int32)
+        _gram_blocks(indptr, indices, data, targets, supports, lo, hi, out_blocks, out_rhs,
+                     float(scan), pos)
+
+    @njit(cache=True, nogil=True)
+    def _gram_blocks(indptr, indices, data, targets, supports, lo, hi, out_blocks, out_rhs,
+                     scan, pos):  # pragma: no cover - compiled
         m = supports.shape[1]
-        n_cols = len(indptr) - 1
-        pos = np.full(n_cols, -1, np.int32)
         keys = np.empty(m + 1, np.int64)
         for t in range(lo, hi):
             j = targets[t]

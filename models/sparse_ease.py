@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import numpy as np
 import scipy.sparse as sp
@@ -531,15 +532,18 @@ def solve_supports(
     bar = _bar(T, progress)
     if fast:
         indptr = gram.indptr.astype(np.int64)
+        scratch = threading.local()  # one items-long support map per thread, reused
 
     def run(k, _):
         m, idx = jobs[k]
         sup = supports[idx, :m]
         if fast:
+            if not hasattr(scratch, "pos"):
+                scratch.pos = np.full(gram.shape[0], -1, np.int32)
             blocks = np.empty((len(idx), m, m))
             rhs = np.empty((len(idx), m))
             gk.gram_blocks_csr(indptr, gram.indices, gram.data, targets[idx], sup, 0,
-                               len(idx), blocks, rhs)
+                               len(idx), blocks, rhs, pos=scratch.pos)
         else:
             blocks, rhs = gram_blocks(gram, targets[idx], sup)
         out[idx, :m] = solve_systems(blocks, rhs, np.ones((len(idx), m), bool), lam, dropout)

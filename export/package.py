@@ -216,6 +216,8 @@ def demo_items(cat) -> dict[str, Any]:
         "durations": cat.duration_s.astype(np.float32),
         "release": cat.release.astype(np.int64),
         "cold": cat.cold.astype(bool),
+        # minimum viewer age per item (-1 unrated: a catalog generated before ratings existed)
+        "maturity": np.array([it.maturity for it in cat.items], np.int16),
     }
 
 

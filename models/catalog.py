@@ -49,6 +49,16 @@ own day, to an hour drawn from ``(1 - strength) * prime-time curve + strength * 
 use their own seeded streams (``default_rng([seed, 6])``, ``default_rng([seed, 7, u])``), so
 every other generated field and stream is exactly what it was; the re-timed logs are written
 beside the originals (same rows, other timestamps).
+
+Maturity ratings
+----------------
+Every programme has a maturity rating (minimum viewer age in years, the ``maturity`` field of
+``catalog.json``; kids profiles see nothing above their limit, unrated items are hidden from
+them). :func:`maturity_ratings` draws one rating per *show* (all its episodes share it) from the
+show's primary genre, with the odds of :data:`MATURITY_BY_GENRE` -- cartoons are rated 0, nature,
+cooking and sports mostly 0 (some 7), music 7 or 12, news 12, drama 12 or 16, sci-fi 12, 16 or
+18 -- from its own stream ``default_rng([seed, 8])``, so every other generated field and stream
+is exactly what it was before ratings existed.
 """
 
 from __future__ import annotations
@@ -80,6 +90,20 @@ RECENCY_BOOST, RECENCY_DAYS = 2.0, 5.0
 REWATCH_FACTOR = 0.1
 
 CSV_HEADER = "profile_id,item_id,timestamp,completion,liked"
+
+# Maturity rating (minimum age, years) of a show by its primary genre: (ratings, probabilities).
+# Loosely after broadcasters' practice: children's animation for all; factual, cookery and sport
+# mostly for all; news and most drama not for young children; sci-fi up to adults only.
+MATURITY_BY_GENRE = {
+    "cartoons": ((0,), (1.0,)),
+    "nature": ((0, 7), (0.7, 0.3)),
+    "cooking": ((0, 7), (0.8, 0.2)),
+    "sports": ((0, 7), (0.8, 0.2)),
+    "music": ((7, 12), (0.6, 0.4)),
+    "news": ((12,), (1.0,)),
+    "drama": ((12, 16), (0.6, 0.4)),
+    "scifi": ((12, 16, 18), (0.5, 0.4, 0.1)),
+}
 
 # How common each genre is among shows (news and drama are staples of linear TV).
 GENRE_PRIOR = np.array([0.15, 0.13, 0.12, 0.11, 0.12, 0.15, 0.10, 0.12])
@@ -156,6 +180,7 @@ class Item:
     cold: bool
     media: str | None
     poster: str | None
+    maturity: int = -1  # minimum viewer age in years; -1 unrated (catalogs written before it)
 
 
 @dataclass
@@ -474,6 +499,22 @@ GENRE_HOURS = {
 HABIT_KAPPA = 8.0
 
 
+def maturity_ratings(world: _World, seed: int) -> np.ndarray:
+    """Maturity rating (minimum age in years) per item: one per show, drawn from the show's
+    primary genre (that of its first episode) with the odds of :data:`MATURITY_BY_GENRE`, from
+    ``default_rng([seed, 8])`` only (no other stream moves). Shows are drawn in the order of
+    their first episode, so the ratings depend only on the world."""
+    rng = np.random.default_rng([seed, 8])
+    out = np.full(len(world.item_ids), -1, dtype=np.int64)
+    series = np.asarray(world.series)
+    _, first = np.unique(series, return_index=True)
+    for k in np.sort(first):  # first episode of each show, in item order
+        genre = GENRES[int(np.argmax(world.mixtures[k]))]
+        ratings, p = MATURITY_BY_GENRE[genre]
+        out[series == series[k]] = int(rng.choice(np.array(ratings), p=np.array(p)))
+    return out
+
+
 def daypart_habits(world: _World, seed: int) -> dict[str, np.ndarray]:
     """Each household's habitual hour per genre and how strongly it keeps its habits.
 
@@ -653,6 +694,7 @@ def generate_catalog(
     }
     _write_text_atomic(os.path.join(out_dir, "latent.json"), json.dumps(latent, indent=1) + "\n")
 
+    maturity = maturity_ratings(world, seed)
     items = []
     for k, iid in enumerate(world.item_ids):
         mix = {GENRES[g]: round(float(w), 3) for g, w in enumerate(world.mixtures[k]) if w > 0}
@@ -665,6 +707,7 @@ def generate_catalog(
             "release": k + 1,
             "release_ts": int(world.release_ts[k]),
             "cold": bool(world.cold[k]),
+            "maturity": int(maturity[k]),
             "media": f"media/{iid}.mp4" if media else None,
             "poster": f"posters/{iid}.png" if media else None,
         })
@@ -705,6 +748,17 @@ def _need(obj: dict, key: str, kind, where: str, path: str):
     # bool is an int subclass in Python: a true/false where a number belongs is still an error
     if kind is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
         raise DataFormatError(f"{path}: {where}: field {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _maturity(it: dict, iid: str, path: str) -> int:
+    """An item's ``maturity`` (minimum age in years, 0-99); -1 when the field is absent."""
+    value = it.get("maturity", -1)
+    if value == -1:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 99:
+        raise DataFormatError(f"{path}: item {iid}: maturity must be a minimum age in years "
+                              f"(0-99), got {value!r}")
     return value
 
 
@@ -822,6 +876,7 @@ def load_catalog(root: str | os.PathLike) -> Catalog:
             cold=_need(it, "cold", bool, where, path),
             media=media,
             poster=poster,
+            maturity=_maturity(it, iid, path),
         ))
     item_ids = [it.id for it in items]
     if len(set(item_ids)) != len(item_ids):

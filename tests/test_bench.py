@@ -108,15 +108,17 @@ def device_run(tmp_path_factory, clip) -> dict:
     return json.loads(out.read_text())
 
 
-def test_frame_sampling_what_if_for_an_old_bundle(clip, tmp_path):
+def test_frame_sampling_what_if_for_another_sampling(clip, tmp_path):
+    # The demo bundle is keyframe-sampled (rebuilt after issue 17); the what-if decodes it as an
+    # "exact" bundle (every bundle before the field) would.
     out = tmp_path / "k.json"
     r = _run(sys.executable, "-m", "device.service", "bench", "--bundle", str(DEMO),
              "--history", "10", "--repeats", "2", "--media", str(clip),
-             "--frame-sampling", "keyframe", "--json", str(out))
+             "--frame-sampling", "exact", "--json", str(out))
     assert r.returncode == 0, r.stderr
     d = json.loads(out.read_text())
-    assert d["frame_sampling"] == "keyframe" and d["media_info"]["frame_sampling"] == "keyframe"
-    assert "keyframe sampling" in r.stdout
+    assert d["frame_sampling"] == "exact" and d["media_info"]["frame_sampling"] == "exact"
+    assert "exact sampling" in r.stdout
 
 
 def test_bench_device_json_has_the_interface_keys(host_run):
@@ -127,7 +129,7 @@ def test_bench_device_json_has_the_interface_keys(host_run):
         assert key in r, key
     assert r["method"] == "estimated" and r["estimated_from"].startswith(r["machine"]["arch"])
     assert r["enforced"] is None and r["oom_killed"] is False and r["history_intact"] is True
-    assert r["media_info"]["frame_sampling"] == "exact"  # the demo bundle predates the field
+    assert r["media_info"]["frame_sampling"] == "keyframe"  # the demo bundle's own (issue 17)
     assert r["frame_sampling"] == "bundle"
     # cold start counts the imports and the interpreter
     assert r["cold_start_ms"] >= r["import_ms"] + r["open_ms"] + r["first_home_ms"] - 1e-6

@@ -238,7 +238,7 @@ def test_eval_coldstart_with_vectors(tmp_path):
 
 def test_catalog_columns_in_the_bundle(built, demo_bundle):
     """Schema 3: series/season/episode/maturity columns and unknown durations, read back
-    exactly; a schema 2 bundle (the shipped demo) still opens, without them."""
+    exactly; a schema 2 bundle still opens, without them."""
     from device.bundle import SCHEMA_VERSION, open_bundle
 
     _, report = built
@@ -254,7 +254,20 @@ def test_catalog_columns_in_the_bundle(built, demo_bundle):
     assert np.isnan(d[11]) and np.isnan(d[18]) and d[0] == 1860.0
     assert it.record(18)["duration"] == 3600.0  # the nominal length the history stores
     assert b.manifest["cold_start"]["reads_genres"] is True
-    old = open_bundle(demo_bundle)
+    # The shipped demo was schema 2 until it was rebuilt with ratings (schema 3, maturity only);
+    # a schema 2 bundle is the same files without the optional columns and with version 2.
+    import shutil
+
+    assert open_bundle(demo_bundle).manifest["schema_version"] == 3
+    v2 = Path(report["bundle"]).parent / "schema2"
+    shutil.copytree(demo_bundle, v2)
+    (v2 / "item_maturity.npy").unlink()
+    (v2 / "signature.json").unlink()
+    m = json.loads((v2 / "manifest.json").read_text())
+    m["schema_version"] = 2
+    del m["files"]["item_maturity.npy"]
+    (v2 / "manifest.json").write_text(json.dumps(m))
+    old = open_bundle(v2, verify="full")
     assert old.manifest["schema_version"] == 2
     assert old.items.series is None and old.items.maturity is None
 

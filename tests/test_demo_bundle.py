@@ -38,6 +38,74 @@ def test_item_table_matches_the_catalog(demo_bundle, regenerated):
     np.testing.assert_array_equal(np.asarray(b.items.cold), cat.cold)
     np.testing.assert_array_equal(np.asarray(b.items.durations), cat.duration_s.astype(np.float32))
     assert [g[0] for g in b.items.genres] == [it.primary_genre for it in cat.items]
+    # the ratings kids profiles are filtered by (issue 15): the generator's, row for row
+    np.testing.assert_array_equal(np.asarray(b.items.maturity), [it.maturity for it in cat.items])
+
+
+def test_demo_ratings_are_per_show_by_genre_and_move_no_other_field(tmp_path):
+    """One rating per show, from the genre table; the rest of the catalog is what the same seed
+    gave before ratings existed (the ratings have their own stream)."""
+    from models.catalog import (MATURITY_BY_GENRE, build_world, generate_catalog, load_catalog,
+                                maturity_ratings, simulate_viewing)
+
+    world = build_world(120, 30, seed=3)
+    rows_before = simulate_viewing(world, 3)
+    m = maturity_ratings(world, 3)
+    np.testing.assert_array_equal(simulate_viewing(world, 3), rows_before)
+    np.testing.assert_array_equal(maturity_ratings(world, 3), m)  # seeded
+    for show in np.unique(world.series):
+        assert len(set(m[world.series == show].tolist())) == 1, f"show {show} has two ratings"
+    from models.synth_media import GENRES
+
+    assert set(MATURITY_BY_GENRE) == set(GENRES)  # every genre has its odds
+    for k in range(len(m)):
+        first = np.flatnonzero(world.series == world.series[k])[0]
+        allowed = MATURITY_BY_GENRE[GENRES[int(np.argmax(world.mixtures[first]))]][0]
+        assert int(m[k]) in allowed
+    assert (m[world.mixtures.argmax(1) == GENRES.index("cartoons")] == 0).all()
+
+    generate_catalog(tmp_path / "c", n_items=120, n_profiles=30, seed=3, media=False, progress=False)
+    cat = load_catalog(tmp_path / "c")
+    assert [it.maturity for it in cat.items] == m.tolist()
+    np.testing.assert_array_equal(cat.train["item"], rows_before[rows_before["timestamp"]
+                                                                 < world.cutoff_ts]["item"])
+
+
+def test_a_catalog_without_ratings_loads_unrated_and_a_bad_rating_is_refused(tmp_path):
+    from device.errors import DataFormatError
+    from models.catalog import generate_catalog, load_catalog
+
+    generate_catalog(tmp_path, n_items=20, n_profiles=5, seed=0, media=False, progress=False)
+    path = tmp_path / "catalog.json"
+    m = json.loads(path.read_text())
+    for it in m["items"]:
+        del it["maturity"]  # a catalog generated before ratings existed
+    path.write_text(json.dumps(m))
+    assert {it.maturity for it in load_catalog(tmp_path).items} == {-1}
+    m["items"][3]["maturity"] = "PG"
+    path.write_text(json.dumps(m))
+    with pytest.raises(DataFormatError, match=r"item p0004: maturity must be a minimum age"):
+        load_catalog(tmp_path)
+
+
+def test_the_demo_kids_profile_has_rows_and_nothing_above_its_rating(demo_bundle, tmp_path):
+    from device.bundle import open_bundle
+    from device.engine import Engine
+
+    rating = dict(zip((str(i) for i in open_bundle(demo_bundle).items.ids),
+                      np.asarray(open_bundle(demo_bundle).items.maturity).tolist()))
+    assert min(rating.values()) >= 0, "the demo bundle has unrated items"
+    with Engine(demo_bundle, tmp_path / "h.db", clock=lambda: 1_800_000_000.0) as eng:
+        eng.add_profile("kids", kids_max_maturity=7)  # as the simulator seeds it
+        rows = eng.home("kids")
+        cards = [c for r in rows for c in r.cards]
+        assert len(cards) >= 12, [r.kind for r in rows]
+        assert all(rating[c.item_id] <= 7 for c in cards)
+        cartoons = eng.listing("kids", "cartoons")
+        assert cartoons and all(rating[c.item_id] <= 7 for c in cartoons)
+        assert any(c.genres[0] == "cartoons" for c in cartoons)  # cartoon shows are rated 0
+        # news shows are rated 12: only programmes with news as a minor genre may be listed
+        assert all(c.genres[0] != "news" and rating[c.item_id] <= 7 for c in eng.listing("kids", "news"))
 
 
 def test_cowatch_table_is_reproduced_exactly(demo_bundle, regenerated):

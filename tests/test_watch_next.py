@@ -181,8 +181,25 @@ def test_not_interested_pushes_its_neighbours_down(engine):
     assert victim not in after
 
 
+@pytest.fixture(scope="module")
+def unrated_bundle(demo_bundle, tmp_path_factory):
+    """The demo bundle without its maturity column -- a catalog that ships no ratings, which is
+    what the launcher's ratings sync is for (the demo bundle itself is rated since its rebuild)."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.mktemp("unrated") / "bundle"
+    shutil.copytree(demo_bundle, out)
+    (out / "item_maturity.npy").unlink()
+    (out / "signature.json").unlink(missing_ok=True)
+    m = json.loads((out / "manifest.json").read_text())
+    del m["files"]["item_maturity.npy"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    return out
+
+
 def rated(eng, seed=0):
-    """The launcher's catalog sync telling the box ratings (the demo bundle has none): a
+    """The launcher's catalog sync telling the box ratings (for a bundle without them): a
     seeded random rating for each of 400 items, the other 200 left unrated."""
     rng = np.random.default_rng(seed)
     ids = [str(i) for i in eng.items.ids]
@@ -198,10 +215,10 @@ def rated(eng, seed=0):
 @given(history=st.lists(st.tuples(st.integers(0, 599), st.sampled_from(["finish", "like", "stop"])),
                         max_size=15),
        limit=st.sampled_from([0, 7, 12]))
-def test_a_kids_profile_never_sees_anything_above_its_rating(demo_bundle, tmp_path_factory,
+def test_a_kids_profile_never_sees_anything_above_its_rating(unrated_bundle, tmp_path_factory,
                                                              history, limit):
     db = tmp_path_factory.mktemp("kids") / "h.db"
-    with Engine(demo_bundle, db, clock=lambda: NOW) as eng:
+    with Engine(unrated_bundle, db, clock=lambda: NOW) as eng:
         ratings = rated(eng)
         eng.add_profile("kid", kids_max_maturity=limit)
         ids = [str(i) for i in eng.items.ids]
@@ -221,7 +238,9 @@ def test_a_kids_profile_never_sees_anything_above_its_rating(demo_bundle, tmp_pa
                 assert ratings.get(card.item_id, 99) <= limit
 
 
-def test_kids_rows_fill_from_what_is_allowed_and_adults_see_everything(engine):
+def test_kids_rows_fill_from_what_is_allowed_and_adults_see_everything(unrated_bundle, tmp_path):
+    engine = Engine(unrated_bundle, tmp_path / "history.db", clock=lambda: NOW, utc_offset_s=0)
+    engine.add_profile("alice")
     ratings = rated(engine)
     engine.add_profile("kid", kids_max_maturity=7)
     rows = engine.home("kid")
@@ -231,6 +250,7 @@ def test_kids_rows_fill_from_what_is_allowed_and_adults_see_everything(engine):
     cartoons = engine.listing("kid", "cartoons")
     assert cartoons and all(ratings[c.item_id] <= 7 and "cartoons" in c.genres for c in cartoons)
     assert len(engine.listing("alice", "cartoons")) > len(cartoons)
+    engine.close()
 
 
 def test_time_of_day_changes_top_picks(engine):

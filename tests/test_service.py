@@ -119,3 +119,19 @@ def test_serve_process_refreshes_and_stops_on_sigterm(store, tmp_path):
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert stdout.count("refreshed") >= 2
+
+
+def test_the_service_never_loads_the_signature_library(store, tmp_path):
+    """Signatures are checked at install, never on the serving path: a real `serve --once`
+    (bundle opened, every profile's rows written) leaves PyNaCl unimported, so checking
+    signatures adds nothing to the service's memory (issue 16: peak RSS grows <= 5 MB)."""
+    code = ("import sys; from device.service import main; "
+            "rc = main(sys.argv[1:]); print('nacl' in sys.modules, '_cffi_backend' in sys.modules); "
+            "sys.exit(rc)")
+    out = tmp_path / "rows"
+    r = subprocess.run([sys.executable, "-c", code, "serve", "--bundles", str(store), "--db",
+                        str(tmp_path / "h.db"), "--out", str(out), "--once"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["False", "False"], r.stdout
+    assert (out / "index.json").exists()

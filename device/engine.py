@@ -615,16 +615,24 @@ class Engine:
         found: dict[str, list[tuple[int, int, int]]] = {k: [] for k in todo}
         series = getattr(self.items, "series", None)
         n = self.bundle.n_items
-        wanted = np.asarray(todo, dtype=str)
+        wanted = set(todo)
+        season = getattr(self.items, "season", None)
+        episode = getattr(self.items, "episode", None)
         for lo in range(0, n, 16384):
             hi = min(n, lo + 16384)
             if series is not None:
-                block = np.char.lower(np.asarray(series[lo:hi], dtype=str))
-                for r in (np.flatnonzero(np.isin(block, wanted)) + lo).tolist():
-                    key = str(block[r - lo])
-                    m = self._meta(str(read_row(self.items.ids, r)))
-                    if m is not None:
-                        found[key].append((m[1], m[2], r))
+                # str.lower per name, as np.char.lower does, without its array copies; most
+                # names are "" (one-offs) or not followed: a set lookup each
+                hits = [(r, key) for r, name in enumerate(series[lo:hi].tolist(), lo)
+                        if name and (key := name.lower()) in wanted]
+                if not hits or episode is None:
+                    continue
+                rows = np.fromiter((r for r, _ in hits), dtype=np.int64, count=len(hits))
+                eps = np.asarray(episode[rows]).tolist()
+                sns = np.asarray(season[rows]).tolist() if season is not None else [1] * len(hits)
+                for (r, key), e, sn in zip(hits, eps, sns):
+                    if e >= 0:  # what _meta(item) says for this row: (season or 1, episode)
+                        found[key].append((sn if sn >= 0 else 1, e, r))
                 continue
             titles = np.char.lower(np.asarray(self.items._titles[lo:hi]))
             for key in todo:

@@ -69,7 +69,7 @@ MAX_PACKETS = 20000
 MAX_DECODE_ERRORS = 25
 #: Audio decoding starts this many seconds before its window (decoder warm-up after a seek).
 AUDIO_PREROLL = 0.5
-#: The same for configs that resample in one call ("keyframe" sampling): an AAC or MP3 decoder
+#: The same for configs that resample in batches ("keyframe" sampling): an AAC or MP3 decoder
 #: is warm after one or two frames (<= 50 ms); the rest of the old half second was decoded
 #: only to be thrown away.
 AUDIO_PREROLL_BATCH = 0.1

@@ -33,7 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# Before numpy loads: OpenBLAS reads it once, at import. Set later (as this bench once did, in
+# main()), log_mel's small matmul spun up a thread per core and doubled the CPU time measured.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -99,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         print("media_features: --runs must be at least 1", file=sys.stderr)
         return 2
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     bundle = open_bundle(args.bundle, verify="sizes")
     embedder = ContentEmbedder(bundle.model_path, FeatureConfig(), num_threads=1)
     load_start = os.getloadavg()

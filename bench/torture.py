@@ -455,7 +455,9 @@ def signed_install(runs: int, seed: int, *, timing: bool = True) -> dict[str, An
         if not timing:
             return r
         # The signature check on the demo bundle: median of 30 (warm), and a fresh process's first
-        # check including the import of PyNaCl.
+        # check (the trusted keys read, PyNaCl's libsodium binding imported) -- wall and CPU time,
+        # and how much it raises that process's peak RSS (VmHWM; the service itself never checks
+        # signatures nor imports PyNaCl, tests/test_service.py).
         demo, keys = ROOT / "demo" / "bundle", ROOT / "demo" / "keys"
         times = []
         for _ in range(30):
@@ -463,14 +465,32 @@ def signed_install(runs: int, seed: int, *, timing: bool = True) -> dict[str, An
             check_signature(demo, keys)
             times.append((time.perf_counter() - t0) * 1000)
         r["signature_check_ms_median"] = round(sorted(times)[len(times) // 2], 3)
-        code = ("import time,sys; sys.path.insert(0, sys.argv[1]); "
-                "from device.bundle import check_signature; t=time.perf_counter(); "
-                "check_signature(sys.argv[1]+'/demo/bundle', sys.argv[1]+'/demo/keys'); "
-                "print((time.perf_counter()-t)*1000)")
-        firsts = [float(subprocess.run([sys.executable, "-c", code, str(ROOT)], check=True,
-                                       capture_output=True, text=True).stdout) for _ in range(5)]
-        r["signature_check_first_ms_median"] = round(sorted(firsts)[2], 2)
+        firsts = [json.loads(subprocess.run([sys.executable, "-c", _FIRST_CHECK, str(ROOT)], check=True,
+                                            capture_output=True, text=True).stdout) for _ in range(9)]
+        med = lambda k: round(sorted(f[k] for f in firsts)[len(firsts) // 2], 2)  # noqa: E731
+        r["signature_check_first_ms_median"] = med("wall_ms")
+        r["signature_check_first_cpu_ms_median"] = med("cpu_ms")
+        r["signature_check_first_vmhwm_growth_mb_median"] = med("vmhwm_growth_mb")
+        r["signature_check_first_nacl_import_cpu_ms_median"] = med("nacl_import_cpu_ms")
     return r
+
+
+#: A fresh process's first signature check of the demo bundle (run as ``python -c``): what an
+#: install on the box pays once. Its parts are timed apart to say where the time goes.
+_FIRST_CHECK = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+def hwm():
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+from device.bundle import check_signature
+h0 = hwm(); w0, c0 = time.perf_counter(), time.process_time()
+from nacl._sodium import lib  # noqa: F401 -- what check_signature imports first
+c1 = time.process_time()
+check_signature(sys.argv[1] + "/demo/bundle", sys.argv[1] + "/demo/keys")
+print(json.dumps({"wall_ms": (time.perf_counter() - w0) * 1000, "cpu_ms": (time.process_time() - c0) * 1000,
+                  "nacl_import_cpu_ms": (c1 - c0) * 1000, "vmhwm_growth_mb": hwm() - h0}))
+"""
 
 
 def _pack_unsigned(b: Path) -> Path:
@@ -867,7 +887,8 @@ TARGETS = {
                                               and r["tracebacks"] == 0 and r["corrupt_databases"] == 0),
     "killed_install": lambda r: r["unrecovered"] == 0 and r["hangs"] == 0,
     "signed_install": lambda r: r["refused"] == r["attacks"] and r["unrecovered"] == 0
-    and r.get("signature_check_ms_median", 0) <= 50,
+    and r.get("signature_check_first_ms_median", 0) <= 50
+    and r.get("signature_check_first_vmhwm_growth_mb_median", 0) <= 5,
     "fuzz_manifest": lambda r: r["tracebacks"] == 0 and r["hangs"] == 0 and r["unrecovered"] == 0,
     "fuzz_npy": lambda r: r["tracebacks"] == 0 and r["hangs"] == 0 and r["unrecovered"] == 0,
     "fuzz_archive": lambda r: r["tracebacks"] == 0 and r["hangs"] == 0 and r["unrecovered"] == 0,

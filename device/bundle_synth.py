@@ -31,6 +31,7 @@ def synth_bundle(
     feature_config: FeatureConfig | None = None,
     template: PathLike | None = None,
     cold_fraction: float = 0.05,
+    episodic_fraction: float = 0.0,
 ) -> Path:
     """Write a synthetic but plausible bundle of ``n_items`` items (scale tests, benchmarks).
 
@@ -47,6 +48,12 @@ def synth_bundle(
     :func:`device.runtime.describe_io` if omitted), else from ``template`` (an existing bundle
     whose ``content_model.tflite``, model io and feature config are copied), else the bundle has
     no model (``manifest.model`` null). Deterministic in ``seed`` except ``created``.
+
+    ``episodic_fraction > 0`` adds the TV columns (schema 3): that fraction of the items are
+    episodes of series of 6-24 episodes (seasons of up to 12, in release order), and every item
+    gets a maturity rating (0, 6, 12, 16 or 18 years; 10 % unrated) -- so Up next, New
+    episodes and kids profiles have something to do at scale. The default leaves a bundle
+    without those columns, as before.
     """
     out = Path(out_dir)
     if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
@@ -129,14 +136,39 @@ def synth_bundle(
     scale = np.abs(x).max(axis=1) / 127.0
     q = np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8)
 
+    items: dict[str, Any] = {"ids": ids, "titles": titles, "genres": genres,
+                             "durations": minutes * 60.0, "release": np.arange(n, dtype=np.int64),
+                             "cold": cold}
+    if episodic_fraction > 0:
+        items.update(_tv_columns(np.random.default_rng(seed + 1), n, episodic_fraction, genre))
     return write_bundle(
         out,
-        items={"ids": ids, "titles": titles, "genres": genres, "durations": minutes * 60.0,
-               "release": np.arange(n, dtype=np.int64), "cold": cold},
+        items=items,
         neighbours=neighbours, weights=weights, popularity=popularity,
         item_embeddings_int8=q, embedding_scale=scale.astype(np.float32),
         model_bytes=model_bytes, feature_config=feature_config or FeatureConfig(),
         model_io=model_io,
         extra={"synthetic": {"seed": seed, "n_items": n, "k": k, "dim": dim,
-                             "cold_fraction": cold_fraction}},
+                             "cold_fraction": cold_fraction,
+                             **({"episodic_fraction": episodic_fraction} if episodic_fraction > 0 else {})}},
     )
+
+
+def _tv_columns(rng: np.random.Generator, n: int, fraction: float, genre: np.ndarray) -> dict:
+    """series / season / episode / maturity columns for :func:`synth_bundle`."""
+    series = np.full(n, "", dtype=object)
+    season = np.full(n, -1, dtype=np.int32)
+    episode = np.full(n, -1, dtype=np.int32)
+    rows = np.sort(rng.choice(n, size=min(n, int(round(fraction * n))), replace=False))
+    at, k = 0, 0
+    while at < len(rows):
+        size = int(rng.integers(6, 25))
+        group = rows[at : at + size]  # ascending rows: episodes come out in release order
+        idx = np.arange(len(group))
+        series[group] = f"Synthetic {_SYNTH_GENRES[int(genre[group[0]])]} series {k}"
+        season[group] = 1 + idx // 12
+        episode[group] = 1 + idx % 12
+        at, k = at + size, k + 1
+    maturity = rng.choice(np.array([0, 6, 12, 16, 18], dtype=np.int16), n)
+    maturity[rng.random(n) < 0.1] = -1
+    return {"series": series.tolist(), "season": season, "episode": episode, "maturity": maturity}

@@ -597,35 +597,55 @@ class Engine:
             self._episode_cache[ids[n]] = None if se is None else (series_of(title), se[0], se[1])
 
     def _siblings(self, key: str) -> list[tuple[int, int, int]]:
-        """(season, episode, bundle row) of every episode of the series ``key``, in order.
-        Found once per series by a scan of the catalog column (or of the titles, in blocks,
-        vectorised: a prefix test first, the regex only on the matches)."""
+        """(season, episode, bundle row) of every episode of the series ``key``, in order."""
         hit = self._siblings_cache.get(key)
-        if hit is not None:
-            return hit
-        out: list[tuple[int, int, int]] = []
+        if hit is None:
+            self._find_siblings({key})
+            hit = self._siblings_cache[key]
+        return hit
+
+    def _find_siblings(self, keys: set[str]) -> None:
+        """:meth:`_siblings` of every series in ``keys`` not cached yet, found by *one* scan of
+        the catalog column (or of the titles), in blocks, vectorised: each block is lower-cased
+        once for all the series (a history follows hundreds; one scan per series cost seconds
+        at 100k items), a prefix test first for titles, the regex only on the matches."""
+        todo = sorted(k for k in keys if k not in self._siblings_cache)
+        if not todo:
+            return
+        found: dict[str, list[tuple[int, int, int]]] = {k: [] for k in todo}
         series = getattr(self.items, "series", None)
         n = self.bundle.n_items
+        wanted = set(todo)
+        season = getattr(self.items, "season", None)
+        episode = getattr(self.items, "episode", None)
         for lo in range(0, n, 16384):
             hi = min(n, lo + 16384)
             if series is not None:
-                block = np.char.lower(np.asarray(series[lo:hi], dtype=str))
-                for r in (np.flatnonzero(block == key) + lo).tolist():
-                    m = self._meta(str(read_row(self.items.ids, r)))
-                    if m is not None:
-                        out.append((m[1], m[2], r))
+                # str.lower per name, as np.char.lower does, without its array copies; most
+                # names are "" (one-offs) or not followed: a set lookup each
+                hits = [(r, key) for r, name in enumerate(series[lo:hi].tolist(), lo)
+                        if name and (key := name.lower()) in wanted]
+                if not hits or episode is None:
+                    continue
+                rows = np.fromiter((r for r, _ in hits), dtype=np.int64, count=len(hits))
+                eps = np.asarray(episode[rows]).tolist()
+                sns = np.asarray(season[rows]).tolist() if season is not None else [1] * len(hits)
+                for (r, key), e, sn in zip(hits, eps, sns):
+                    if e >= 0:  # what _meta(item) says for this row: (season or 1, episode)
+                        found[key].append((sn if sn >= 0 else 1, e, r))
                 continue
             titles = np.char.lower(np.asarray(self.items._titles[lo:hi]))
-            for r in (np.flatnonzero(np.char.startswith(titles, key)) + lo).tolist():
-                title = str(read_row(self.items._titles, r))
-                se = episode_of(title)
-                if se is not None and series_of(title) == key:
-                    out.append((se[0], se[1], r))
-        out.sort()
-        if len(self._siblings_cache) >= 256:
+            for key in todo:
+                for r in (np.flatnonzero(np.char.startswith(titles, key)) + lo).tolist():
+                    title = str(read_row(self.items._titles, r))
+                    se = episode_of(title)
+                    if se is not None and series_of(title) == key:
+                        found[key].append((se[0], se[1], r))
+        if len(self._siblings_cache) + len(todo) > max(256, len(todo)):
             self._siblings_cache.clear()
-        self._siblings_cache[key] = out
-        return out
+        for key, out in found.items():
+            out.sort()
+            self._siblings_cache[key] = out
 
     def _episode_label(self, item_id: str) -> str:
         m = self._meta(item_id)
@@ -657,6 +677,9 @@ class Engine:
             m = self._meta(history_ids[i])
             if m is not None and m[0] not in latest:
                 latest[m[0]] = i
+        # every series of the history in one catalog scan: Up next needs the finished ones,
+        # New episodes (next) the started ones
+        self._find_siblings(set(latest))
         for key, i in latest.items():
             item = history_ids[i]
             if item not in finished:
@@ -690,6 +713,7 @@ class Engine:
                 followed[m[0]] = max(followed.get(m[0], -1), int(release[row]))
         history = set(history_ids)
         out = []
+        self._find_siblings(set(followed))
         for key, newest in followed.items():
             for _, _, r in self._siblings(key):
                 if self._warm[r] or int(release[r]) <= newest:

@@ -69,10 +69,14 @@ MAX_PACKETS = 20000
 MAX_DECODE_ERRORS = 25
 #: Audio decoding starts this many seconds before its window (decoder warm-up after a seek).
 AUDIO_PREROLL = 0.5
-#: The same for configs that resample in one call ("keyframe" sampling): an AAC or MP3 decoder
+#: The same for configs that resample in batches ("keyframe" sampling): an AAC or MP3 decoder
 #: is warm after one or two frames (<= 50 ms); the rest of the old half second was decoded
 #: only to be thrown away.
 AUDIO_PREROLL_BATCH = 0.1
+#: The batched audio path resamples this many decoded frames per call (~16k samples of AAC or
+#: MP3): the same output as one call over the whole window (the resampler streams), but its
+#: buffers stay small -- one 4-second call spent a third of its time faulting in fresh pages.
+AUDIO_CHUNK_FRAMES = 16
 #: Decoder threading: slices only, never frame threads. Frame threading delays every output by
 #: one frame per thread, refills after each seek, and needs idle cores -- which a box playing
 #: TV while it extracts features in the background does not have. On this 2-CPU machine under
@@ -468,10 +472,11 @@ def _read_frames(container, vstream, p: Path, cfg: FeatureConfig, start: float, 
     rgb: dict[int, np.ndarray] = {}
     out = np.empty((n, cfg.size, cfg.size, 3), dtype=np.uint8)
     sar = cc.sample_aspect_ratio
+    scaler = _Scaler()
     for i, frame in enumerate(chosen):
         key = id(frame)
         if key not in rgb:
-            rgb[key] = _square_rgb(frame, cfg.size, sar)
+            rgb[key] = scaler.square_rgb(frame, cfg.size, sar)
         out[i] = rgb[key]
     times = [float(f.pts * tb) for f in chosen]
     return out, times, flags
@@ -499,15 +504,22 @@ def _read_keyframes(container, vstream, p: Path, cfg: FeatureConfig, start: floa
     cc = vstream.codec_context
     _set_threads(cc)
     keys: list[int | None] = []
+    packets: dict[int, Any] = {}
     for t in targets_s:
-        keys.append(_nearest_keyframe(container, vstream, t, half, budget))
-    decoded: dict[int, Any] = {}
-    for k in sorted({k for k in keys if k is not None}):
-        frame = _decode_keyframe(container, vstream, k, budget)
+        k, pkt = _nearest_keyframe(container, vstream, t, half, budget)
+        keys.append(k)
+        if k is not None:
+            packets.setdefault(k, pkt)
+    # Each keyframe goes to RGB as soon as it is decoded: its picture buffer then returns to the
+    # decoder's pool for the next one (eight held frames meant eight fresh, zeroed 720p buffers).
+    rgb: dict[int, np.ndarray] = {}
+    scaler = _Scaler()
+    for k in sorted(packets):
+        frame = _decode_keyframe(vstream, packets[k])
         if frame is not None:
-            decoded[k] = frame
-    chosen: list[Any] = [decoded.get(k) if k is not None else None for k in keys]
-    rest = [i for i in range(n) if chosen[i] is None]
+            rgb[k] = scaler.square_rgb(frame, cfg.size, cc.sample_aspect_ratio)
+            del frame
+    rest = [i for i in range(n) if keys[i] is None or keys[i] not in rgb]
     out = np.empty((n, cfg.size, cfg.size, 3), dtype=np.uint8)
     times: list[float] = [0.0] * n
     flags: set[str] = set()
@@ -517,24 +529,37 @@ def _read_keyframes(container, vstream, p: Path, cfg: FeatureConfig, start: floa
         for j, i in enumerate(rest):
             out[i], times[i] = fr[j], ft[j]
         flags |= set(ff) - {"frames_repeated"}
-    sar = cc.sample_aspect_ratio
-    rgb: dict[int, np.ndarray] = {}
-    for i, frame in enumerate(chosen):
-        if frame is None:
-            continue
-        if keys[i] not in rgb:
-            rgb[keys[i]] = _square_rgb(frame, cfg.size, sar)
-        out[i], times[i] = rgb[keys[i]], float(keys[i] * tb)
+    for i, k in enumerate(keys):
+        if k is not None and k in rgb:
+            out[i], times[i] = rgb[k], float(k * tb)
     if len({out[i].tobytes() for i in range(n)}) < n and len({*keys} - {None}) + len(rest) < n:
         flags.add("frames_repeated")
     return out, times, sorted(flags)
 
 
-def _nearest_keyframe(container, vstream, t: float, half: float, budget: _Budget) -> int | None:
-    """pts of the keyframe nearest ``t`` seconds within ``half`` seconds of it, or None.
+def _video_packets_from(container, vstream, target: int, budget: _Budget):
+    """The video packets (with a pts) from the keyframe a backward seek to ``target`` (stream
+    ticks) lands on, onwards -- demuxed, not decoded; ends at the end of the stream.
+
+    The one seek + demux scan of the keyframe paths (:func:`_nearest_keyframe`,
+    :func:`_probe_keyframes`). Raises ``av.error.FFmpegError`` when the demuxer refuses; the
+    caller decides what that means."""
+    container.seek(target, stream=vstream, backward=True, any_frame=False)
+    for pkt in container.demux(vstream):
+        budget.tick()
+        if pkt.size == 0:
+            return  # PyAV's end-of-stream marker
+        if pkt.pts is not None:
+            yield pkt
+
+
+def _nearest_keyframe(container, vstream, t: float, half: float, budget: _Budget):
+    """``(pts, packet)`` of the keyframe nearest ``t`` seconds within ``half`` seconds of it, or
+    ``(None, None)``.
 
     One backward seek to ``t`` (lands on the keyframe at or before it, as the index says), then
-    packets are read -- not decoded -- up to the first keyframe after ``t`` or ``t + half``."""
+    packets are read -- not decoded -- up to the first keyframe after ``t`` or ``t + half``. The
+    keyframe's packet is kept, so decoding it needs no second seek."""
     import av
 
     tb = vstream.time_base
@@ -542,63 +567,45 @@ def _nearest_keyframe(container, vstream, t: float, half: float, budget: _Budget
     lo, hi = target - int(half / tb), target + int(half / tb)
     before = after = None
     try:
-        container.seek(target, stream=vstream, backward=True, any_frame=False)
-        for pkt in container.demux(vstream):
-            budget.tick()
-            if pkt.size == 0:
-                break
-            if pkt.pts is None:
-                continue
+        for pkt in _video_packets_from(container, vstream, target, budget):
             if pkt.is_keyframe:
                 if pkt.pts <= target:
-                    before = pkt.pts
+                    before = pkt
                 else:
-                    after = pkt.pts
+                    after = pkt
                     break
             if pkt.pts > hi and before is not None:
                 break
             if pkt.pts > hi + int(half / tb) + int(10 / tb):
                 break  # no keyframe near: leave it to the exact path
     except av.error.FFmpegError:
-        return None
+        return None, None
     best = None
     for k in (before, after):
-        if k is not None and lo <= k <= hi and (best is None or abs(k - target) < abs(best - target)):
+        if k is not None and lo <= k.pts <= hi and (best is None or abs(k.pts - target) < abs(best.pts - target)):
             best = k
-    return best
+    return (int(best.pts), best) if best is not None else (None, None)
 
 
-def _decode_keyframe(container, vstream, key: int, budget: _Budget):
-    """The picture of the keyframe packet at ``key`` (pts), decoded on its own, or None."""
+def _decode_keyframe(vstream, pkt):
+    """The picture of one keyframe packet, decoded on its own (from a flushed decoder that skips
+    every non-key frame), or None. Intra-coded: the same pixels as when decoded in its GOP."""
     import av
 
     cc = vstream.codec_context
     try:
-        container.seek(key, stream=vstream, backward=True, any_frame=False)
         cc.flush_buffers()
         cc.skip_frame = "NONKEY"
-        frame = None
-        for pkt in container.demux(vstream):
-            budget.tick()
-            if pkt.size == 0 or pkt.pts is None:
-                continue
-            if pkt.pts > key and not pkt.is_keyframe:
-                continue
-            if pkt.pts > key:
-                break
-            if pkt.pts < key or not pkt.is_keyframe:
-                continue
-            frames = list(vstream.decode(pkt)) or list(vstream.decode(None))
-            frame = frames[0] if frames else None
-            break
-        cc.skip_frame = "DEFAULT"
-        cc.flush_buffers()
-        if frame is not None:
-            frame.pts = key
-        return frame
+        # A decoder with B-frame reordering holds the picture back until it is drained.
+        frames = vstream.decode(pkt) or vstream.decode(None)
+        frame = frames[0] if frames else None
     except av.error.FFmpegError:
-        cc.skip_frame = "DEFAULT"
-        return None
+        frame = None
+    cc.skip_frame = "DEFAULT"
+    cc.flush_buffers()
+    if frame is not None:
+        frame.pts = int(pkt.pts)
+    return frame
 
 
 class _SeekFailed(Exception):
@@ -649,15 +656,9 @@ def _probe_keyframes(container, vstream, targets: list[int], budget: _Budget) ->
     for target in targets:
         key = None
         try:
-            container.seek(target, stream=vstream, backward=True, any_frame=False)
-            for pkt in container.demux(vstream):
-                budget.tick()
-                if pkt.size == 0:
-                    break
-                if pkt.pts is None:
-                    continue
+            for pkt in _video_packets_from(container, vstream, target, budget):
                 if pkt.is_keyframe and pkt.pts <= target:
-                    key = pkt.pts
+                    key = int(pkt.pts)
                 break
         except av.error.FFmpegError:
             key = None
@@ -688,21 +689,35 @@ def _frame_pts(frame, prev, tb, frame_dur: float) -> int:
     return 0
 
 
+class _Scaler:
+    """:meth:`square_rgb` with one swscale context for a clip's frames (``frame.reformat`` makes
+    a new one per frame; same parameters, same pixels)."""
+
+    def __init__(self) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
+
+    def square_rgb(self, frame, size: int, sar) -> np.ndarray:
+        """Scale so the shorter *display* side is ``size`` (honours anamorphic SAR), centre-crop."""
+        w, h = frame.width, frame.height
+        aspect = float(sar) if sar and sar > 0 else 1.0
+        disp_w = w * aspect
+        if disp_w >= h:
+            out_h, out_w = size, max(size, int(round(disp_w * size / h)))
+        else:
+            out_w, out_h = size, max(size, int(round(h * size / disp_w)))
+        # One swscale thread: spinning up a thread pool for a 96-px output costs more than it
+        # saves (and competes with the decoder on a busy box).
+        rgb = self._reformatter.reformat(frame, width=out_w, height=out_h, format="rgb24",
+                                         interpolation="BILINEAR", threads=1).to_ndarray()
+        y0, x0 = (out_h - size) // 2, (out_w - size) // 2
+        return rgb[y0 : y0 + size, x0 : x0 + size]
+
+
 def _square_rgb(frame, size: int, sar) -> np.ndarray:
-    """Scale so the shorter *display* side is ``size`` (honours anamorphic SAR), centre-crop."""
-    w, h = frame.width, frame.height
-    aspect = float(sar) if sar and sar > 0 else 1.0
-    disp_w = w * aspect
-    if disp_w >= h:
-        out_h, out_w = size, max(size, int(round(disp_w * size / h)))
-    else:
-        out_w, out_h = size, max(size, int(round(h * size / disp_w)))
-    # One swscale thread: a context per frame, and spinning up a thread pool for a 96-px output
-    # costs more than it saves (and competes with the decoder on a busy box).
-    rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="BILINEAR",
-                         threads=1).to_ndarray()
-    y0, x0 = (out_h - size) // 2, (out_w - size) // 2
-    return rgb[y0 : y0 + size, x0 : x0 + size]
+    """One frame through a fresh :class:`_Scaler`."""
+    return _Scaler().square_rgb(frame, size, sar)
 
 
 # --------------------------------------------------------------------------- audio
@@ -747,10 +762,10 @@ def _read_audio_window(container, astream, p: Path, cfg: FeatureConfig, centre: 
     out = np.zeros(want, dtype=np.float32)
     filled = np.zeros(want, dtype=bool)
     errors = 0
-    # frame_sampling="keyframe" configs (newer than "exact") also resample in one call: the
-    # resampler (a filter graph in PyAV) costs ~0.2 ms per call, i.e. per 1024-sample frame --
-    # more than decoding them. Same filter, same signal; "exact" keeps its per-frame path and
-    # preroll so that old bundles get bit-identical features.
+    # frame_sampling="keyframe" configs (newer than "exact") also resample in batches of
+    # AUDIO_CHUNK_FRAMES decoded frames: the resampler (a filter graph in PyAV) has a fixed cost
+    # per call. Same filter, same signal; "exact" keeps its per-frame path and preroll so that
+    # old bundles get bit-identical features.
     batch = cfg.frame_sampling != "exact"
     preroll = AUDIO_PREROLL_BATCH if batch else AUDIO_PREROLL
     win_end = win_start + want / sr + 0.05  # + the resampler's filter delay
@@ -777,6 +792,7 @@ def _read_audio_window(container, astream, p: Path, cfg: FeatureConfig, centre: 
         pending: list = []
         first_time: float | None = None
         done = False
+        full = False  # the window is filled (place() said so)
         produced: int | None = None
 
         def place(frames) -> bool:
@@ -814,11 +830,19 @@ def _read_audio_window(container, astream, p: Path, cfg: FeatureConfig, centre: 
                 for frame in decoded:
                     if frame.pts is None and first_time is None:
                         frame.pts = 0
-                    t = float(frame.pts * frame.time_base) if frame.pts is not None else None
+                    # == float(pts * time_base) (int / int rounds correctly), without Fractions
+                    tb = frame.time_base
+                    t = frame.pts * tb.numerator / tb.denominator if frame.pts is not None else None
                     if first_time is None and t is not None:
                         first_time = t
                     if batch:
                         pending.append(frame)
+                        if len(pending) >= AUDIO_CHUNK_FRAMES:
+                            full = any(place(resampler.resample(f)) for f in _joined(pending))
+                            pending.clear()
+                            if full:
+                                done = True
+                                break
                         if t is not None and t + frame.samples / frame.sample_rate >= win_end:
                             done = True
                             break
@@ -828,8 +852,10 @@ def _read_audio_window(container, astream, p: Path, cfg: FeatureConfig, centre: 
                 if done:
                     break
             if batch:
-                done = any(place(resampler.resample(f)) for f in _joined(pending))
+                if not full:
+                    full = any(place(resampler.resample(f)) for f in _joined(pending))
                 pending.clear()
+                done = full
             if not done:
                 place(resampler.resample(None))
         except av.error.FFmpegError:
@@ -853,8 +879,14 @@ def _joined(frames: list) -> list:
     key = (f0.format.name, f0.layout.name, f0.sample_rate)
     if any((f.format.name, f.layout.name, f.sample_rate) != key for f in frames):
         return frames
-    big = av.AudioFrame.from_ndarray(np.concatenate([f.to_ndarray() for f in frames], axis=1),
-                                     format=key[0], layout=key[1])
+    # FFmpeg's audio FIFO copies the samples in C: the same frame as concatenating
+    # ``to_ndarray()`` of each, at a fifth of the cost.
+    fifo = av.AudioFifo()
+    pts, time_base = f0.pts, f0.time_base
+    for f in frames:
+        f.pts = None  # the FIFO checks pts continuity, which coarse time bases break
+        fifo.write(f)
+    big = fifo.read()
     big.sample_rate = key[2]
-    big.pts, big.time_base = f0.pts, f0.time_base
+    big.pts, big.time_base = pts, time_base
     return [big]

@@ -330,3 +330,44 @@ def test_sim_engine_process_runs_under_the_profile_limits(tmp_path):
         parent.send(None)
         proc.join(30)
     assert proc.exitcode == 0
+
+
+def test_episodic_synth_bundle_gives_series_ratings_and_up_next_at_scale(tmp_path):
+    """The scale bench's TV bundle (synth_bundle(episodic_fraction=...)): series of 6-24
+    episodes in release order, every item rated or unrated, and a history that finished an
+    episode is offered the next one (Up next) -- the path that scanned the catalog once per
+    series; a kids profile sees nothing rated above its age."""
+    import numpy as np
+
+    from device.bundle import open_bundle, synth_bundle
+    from device.engine import Engine
+
+    path = synth_bundle(tmp_path / "tv", 3000, seed=3, episodic_fraction=0.3)
+    items = open_bundle(path, verify="full").items
+    series = np.asarray(items.series, dtype=str)
+    assert (series != "").sum() == 900
+    for name in np.unique(series[series != ""]):
+        rows = np.flatnonzero(series == name)
+        assert 1 <= len(rows) <= 24
+        order = list(zip(items.season[rows].tolist(), items.episode[rows].tolist()))
+        assert order == sorted(order) and order[0] == (1, 1), name  # release order = episode order
+    assert set(np.unique(items.maturity).tolist()) <= {-1, 0, 6, 12, 16, 18}
+    assert open_bundle(synth_bundle(tmp_path / "plain", 300, seed=3)).items.series is None
+
+    warm = [r for r in np.flatnonzero(series != "").tolist() if not items.cold[r]]
+    first = next(r for r in warm if items.episode[r] == 1 and r + 1 < len(series)
+                 and series[r + 1] == series[r] and not items.cold[r + 1]
+                 and np.flatnonzero(series == series[r])[1] == r + 1)
+    ids = [str(i) for i in items.ids]
+    with Engine(path, tmp_path / "h.db") as eng:
+        eng.add_profile("p")
+        eng.add_profile("kid", kids_max_maturity=7)
+        for other in warm[:40]:  # other series, started: many series in one history
+            if series[other] != series[first]:
+                eng.record("p", ids[other], "play", position=60.0)
+        eng.record("p", ids[first], "finish")
+        cont = next(r for r in eng.home("p") if r.kind == "continue")
+        nxt = [c for c in cont.cards if c.kind == "next"]
+        assert ids[first + 1] in [c.item_id for c in nxt]
+        allowed = {ids[r] for r in np.flatnonzero((items.maturity >= 0) & (items.maturity <= 7))}
+        assert all(c.item_id in allowed for row in eng.home("kid") for c in row.cards)

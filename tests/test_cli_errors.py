@@ -116,3 +116,32 @@ def test_every_subcommand_given_unusable_paths_fails_in_one_line():
         except AssertionError as e:
             failures.append(str(e))
     assert not failures, "\n".join(failures)
+
+
+def test_every_third_party_module_of_the_device_package_names_its_extra():
+    """A missing module under `tvrec` says which extra to install (tvrec.cli.EXTRA_OF_MODULE):
+    every third-party module that device/ imports (found by reading its source) is there, in
+    the extra whose requirements in pyproject.toml name its distribution."""
+    import ast
+    import tomllib
+
+    from tvrec.cli import EXTRA_OF_MODULE
+
+    dist = {"numpy": "numpy", "sqlite_utils": "sqlite-utils", "ai_edge_litert": "ai-edge-litert",
+            "tflite_runtime": "tflite-runtime", "nacl": "pynacl", "av": "av"}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    imported = set()
+    for path in (ROOT / "device").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "device"}
+    assert "nacl" in third_party and "numpy" in third_party
+    for module in sorted(third_party):
+        assert module in EXTRA_OF_MODULE, f"{module} (imported by device/) has no extra"
+        extra = EXTRA_OF_MODULE[module]
+        named = [r.split(">")[0].split("=")[0].split(";")[0].split("<")[0].strip().lower()
+                 for r in extras[extra]]
+        assert dist[module] in named, (module, extra, named)

@@ -19,6 +19,7 @@ EXTRA_OF_MODULE = {
     "sqlite_utils": "device",
     "ai_edge_litert": "device",
     "tflite_runtime": "device",
+    "nacl": "device",  # PyNaCl: the bundle signature check at install (device/bundle_sign.py)
     "av": "media",
     "PySide6": "sim",
     "psutil": "sim",

@@ -44,6 +44,7 @@ or run ``tvrec bundle build ... --engine spark --spark-master URL`` to get a who
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -62,6 +63,24 @@ from models.sparse_ease import (  # noqa: E402
 
 #: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
 ITEMS_PER_BLOCK = 512
+
+
+def one_blas_thread():
+    """A context in which BLAS/LAPACK run on one thread (threadpoolctl; no-op without it).
+
+    The executors solve with one BLAS thread (``OPENBLAS_NUM_THREADS=1``: faster for the
+    small systems, and no pool fighting the other executors). OpenBLAS's LU factorisation
+    rounds differently with more threads, and exact ties among the first-solve weights would
+    then break differently, so the in-process side of every side-by-side check solves with one
+    thread too (bit-identical weights, checked on ML-100K).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 # ---------------------------------------------------------------------------- session
@@ -367,46 +386,102 @@ def _make_block_counts():
 _block_counts = _make_block_counts()
 
 
+def solve_widths(width: np.ndarray, gram_nnz: int) -> np.ndarray:
+    """The width the in-process learner pads each system to: its batch's widest support.
+
+    :func:`models.sparse_ease.solve_supports` sorts the targets by support width (stable),
+    cuts the order into batches whose size follows ``gram.nnz`` and the batch's widths, and
+    solves every system of a batch padded to the batch's widest support. The padded rows are
+    decoupled, so the weights are the same up to rounding -- but LAPACK's blocking depends on
+    the matrix size, and on real logs thousands of first-solve weights are exact ties (items
+    with identical columns), which one ulp would flip in :func:`~models.sparse_ease.keep_top_k`.
+    A system solved alone at the same padded width by
+    :func:`~models.sparse_ease.solve_systems` is bit-identical, so the Spark tasks pad to these
+    widths and the two engines agree exactly.
+
+    Uses ``models.sparse_ease.solve_widths`` when the learner provides it; until then this is
+    a mirror of ``solve_supports``' batching loop (``batch=None``), checked by the ML-100K
+    equality test.
+
+    Parameters
+    ----------
+    width : np.ndarray of int, shape (T,)
+        Valid support entries of each target, in the order ``solve_supports`` gets the targets
+        (ascending target index in the learner).
+    gram_nnz : int
+        Stored entries of the whole Gram matrix (diagonal included).
+
+    Returns
+    -------
+    np.ndarray of int64, shape (T,)
+    """
+    from models import sparse_ease
+
+    own = getattr(sparse_ease, "solve_widths", None)
+    if own is not None:
+        return np.asarray(own(width, gram_nnz), dtype=np.int64)
+    width = np.asarray(width, dtype=np.int64)
+    T = len(width)
+    out = np.ones(T, dtype=np.int64)
+    order = np.argsort(width, kind="stable")
+    lo = 0
+    while lo < T:
+        w_max = max(int(width[order[lo]]), 1)
+        per = w_max * (w_max + 1) // 2 + w_max
+        size = int(min(4096, max(64, math.ceil((gram_nnz / 10 + 1) / per))))
+        hi = min(T, lo + size)
+        w_max = max(int(width[order[hi - 1]]), 1)
+        hi = lo + max(1, min(hi - lo, (64 * 2**20) // (8 * w_max * w_max)))
+        out[order[lo:hi]] = w_max
+        lo = hi
+    return out
+
+
 def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray, lam: float,
-                     batch: int = 256, dropout: float = DEFAULT_DROPOUT) -> np.ndarray:
+                     widths: np.ndarray | None = None, dropout: float = DEFAULT_DROPOUT,
+                     batch: int = 256) -> np.ndarray:
     """:func:`models.sparse_ease.solve_supports` with the blocks built from ``X``.
 
     Same inputs (``-1``-padded supports per target, valid entries first) and output
-    (``weights[t, s] = W[supports[t, s], targets[t]]``, 0 at padding); the blocks hold the same
-    exact integers and each system is solved on its own by ``numpy.linalg.solve``. Systems are
-    solved at their own size (grouped by it), not padded to the widest: on sparse logs most
-    supports are far shorter than the candidate count, and a padded 128 x 128 solve costs the
-    same whatever its support.
+    (``weights[t, s] = W[supports[t, s], targets[t]]``, 0 at padding). The blocks hold the same
+    exact integers as the learner's Gram lookups, zero-padded to ``widths`` (default: each
+    system's own width; :func:`solve_widths` for the learner's), and are solved by the
+    learner's own :func:`~models.sparse_ease.solve_systems` -- one LAPACK ``gesv`` per system,
+    so a system's weights depend on it and its padded width only, not on its batch.
     """
+    from models.sparse_ease import solve_systems
+
     supports = np.asarray(supports, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
     T, S = supports.shape
-    out = np.zeros((T, S))
     m_all = (supports >= 0).sum(axis=1)
-    for m in np.unique(m_all):
-        if m == 0:
-            continue
-        rows = np.flatnonzero(m_all == m)
-        for lo in range(0, len(rows), batch):
-            rr = rows[lo:lo + batch]
-            blocks = np.empty((len(rr), m, m))
-            rhs = np.empty((len(rr), m))
-            for n, r in enumerate(rr):
-                G = X.gram_block(np.concatenate([[targets[r]], supports[r, :m]]))
-                blocks[n] = G[1:, 1:]
-                rhs[n] = G[1:, 0]
-            # the learner's penalty: lam + dropout * each regressor's own count (EDLAE-style)
-            d = np.arange(m)
-            blocks[:, d, d] += lam + dropout * blocks[:, d, d]
-            out[rr, :m] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0]
-    return out
+    widths = m_all if widths is None else np.asarray(widths, dtype=np.int64)
+    out = np.zeros((T, max(S, int(widths.max()) if T else 0)))
+    with one_blas_thread():
+        for m in np.unique(widths[m_all > 0]):
+            rows = np.flatnonzero((widths == m) & (m_all > 0))
+            for lo in range(0, len(rows), batch):
+                rr = rows[lo:lo + batch]
+                blocks = np.zeros((len(rr), m, m))
+                rhs = np.zeros((len(rr), m))
+                valid = np.zeros((len(rr), m), dtype=bool)
+                for n, r in enumerate(rr):
+                    k = m_all[r]
+                    G = X.gram_block(np.concatenate([[targets[r]], supports[r, :k]]))
+                    blocks[n, :k, :k] = G[1:, 1:]
+                    rhs[n, :k] = G[1:, 0]
+                    valid[n, :k] = True
+                out[rr, :m] = solve_systems(blocks, rhs, valid, lam, dropout)
+    return out[:, :S]
 
 
 def candidate_block(X: Interactions, lo: int, hi: int,
                     n_candidates: int = DEFAULT_CANDIDATES, shrink: float = DEFAULT_SHRINK):
     """Targets ``lo..hi-1``: their Gram rows -> forward candidates with their scores.
 
-    Returns triplets ``(item, candidate, score)`` and the block's off-diagonal Gram entries.
+    Returns triplets ``(item, candidate, score)`` (the learner's
+    :func:`~models.sparse_ease.candidate_support` on the block's rows) and the block's stored
+    Gram entries, diagonal included (summed over blocks: the whole Gram's ``nnz``).
     """
     from models.sparse_ease import candidate_support
 
@@ -415,8 +490,7 @@ def candidate_block(X: Interactions, lo: int, hi: int,
     sup, sc = candidate_support(G, items, X.counts, n_candidates, shrink, return_scores=True)
     valid = sup >= 0
     a = np.broadcast_to(items[:, None], sup.shape)[valid]
-    nnz = G.nnz - int((X.counts[lo:hi] > 0).sum())
-    return a.astype(np.int64), sup[valid].astype(np.int64), sc[valid], nnz
+    return a.astype(np.int64), sup[valid].astype(np.int64), sc[valid], int(G.nnz)
 
 
 def driver_supports(a: np.ndarray, j: np.ndarray, score: np.ndarray, n_candidates: int):
@@ -442,30 +516,15 @@ def driver_supports(a: np.ndarray, j: np.ndarray, score: np.ndarray, n_candidate
     return items[has], sup[has]
 
 
-def first_pass_block(X: Interactions, lo: int, hi: int, lam: float,
-                     n_candidates: int = DEFAULT_CANDIDATES, shrink: float = DEFAULT_SHRINK):
-    """Targets ``lo..hi-1``: their Gram rows -> candidates -> ridge weights on them.
-
-    Returns triplets ``(rows, targets, weights)`` (``W[row, target]``, rows = the candidates)
-    and the block's off-diagonal Gram entries (for reports).
-    """
-    from models.sparse_ease import candidate_support
-
-    G = X.gram_rows(lo, hi)
-    items = np.arange(lo, hi)
-    sup = candidate_support(G, items, X.counts, n_candidates, shrink)
-    has = (sup >= 0).any(axis=1)
-    targets, sup = items[has], sup[has]
-    w = solve_supports_x(X, targets, sup, lam)
-    valid = sup >= 0
-    tgt = np.broadcast_to(targets[:, None], sup.shape)
-    nnz = G.nnz - int((X.counts[lo:hi] > 0).sum())
-    return sup[valid].astype(np.int64), tgt[valid].astype(np.int64), w[valid], nnz
-
-
 def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: float,
+                  plan: tuple[np.ndarray, np.ndarray] | None = None,
                   dropout: float = DEFAULT_DROPOUT):
-    """Re-solve each target on the rows that kept it: triplets in, triplets out."""
+    """Re-solve each target on the rows that kept it: triplets in, triplets out.
+
+    Each target's support is its kept rows in ascending order (as
+    :func:`~models.sparse_ease.pruned_supports` lays them out); ``plan = (targets, widths)``
+    (sorted targets) gives each system's padded width (:func:`solve_widths`).
+    """
     from models.sparse_ease import PAD
 
     order = np.lexsort((rows, targets))
@@ -474,7 +533,10 @@ def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: f
     sup = np.full((len(uniq), int(n.max()) if len(n) else 0), PAD, dtype=np.int64)
     pos = np.arange(len(rows)) - np.repeat(start, n)
     sup[np.repeat(np.arange(len(uniq)), n), pos] = rows
-    w = solve_supports_x(X, uniq, sup, lam, dropout=dropout)
+    widths = None
+    if plan is not None:
+        widths = plan[1][np.searchsorted(plan[0], uniq)]
+    w = solve_supports_x(X, uniq, sup, lam, widths, dropout=dropout)
     valid = sup >= 0
     tgt = np.broadcast_to(uniq[:, None], sup.shape)
     return sup[valid], tgt[valid], w[valid]
@@ -614,40 +676,51 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     del X
     st.done("broadcast", f"{n_users:,} profiles, lambda {lam:.1f}")
 
-    # -- gram + candidates + first solves: one task per block of target items, no shuffle.
-    # Each task computes its Gram rows X[:, block]^T X from the broadcast matrix (the
-    # distributed co-count table, never materialised whole), picks candidates, solves.
+    # -- gram + candidates: one task per block of target items, no shuffle. Each task
+    # computes its Gram rows X[:, block]^T X from the broadcast matrix (the distributed
+    # co-count table, never materialised whole) and picks candidates with the learner's
+    # candidate_support; a row (-1, block, nnz) carries the block's stored Gram entries.
     block = ITEMS_PER_BLOCK
     n_blocks = (N + block - 1) // block
-    gram_nnz = sc.accumulator(0)
 
     def cands(batches):
         for b in batches:
             for blk in b["blk"].to_numpy():
                 lo, hi = int(blk) * block, min(N, (int(blk) + 1) * block)
-                a, j, sc, nnz = candidate_block(bX.value, lo, hi, n_candidates)
-                gram_nnz.add(int(nnz))
-                yield pd.DataFrame({"a": a.astype(np.int32), "j": j.astype(np.int32), "s": sc})
+                a, j, s, nnz = candidate_block(bX.value, lo, hi, n_candidates)
+                yield pd.DataFrame({"a": np.r_[a, -1].astype(np.int32),
+                                    "j": np.r_[j, blk].astype(np.int32),
+                                    "s": np.r_[s, float(nnz)]})
 
     blocks = spark.createDataFrame(pd.DataFrame({"blk": np.arange(n_blocks, dtype=np.int32)}))
     blocks = blocks.repartition(min(n_blocks, max(sc.defaultParallelism * 4, 1)), "blk")
     fwd = blocks.mapInPandas(cands, "a int, j int, s double").toPandas()
-    # the reverse candidates need every item's list: N x C integers, united on the driver
+    meta = fwd["a"].to_numpy() < 0
+    gram_nnz = int(fwd["s"].to_numpy()[meta].sum())  # whole Gram, diagonal included
+    n_diag = int((counts > 0).sum())
+    fwd = fwd[~meta]
+    # the reverse candidates need every item's list: N x C integers, united on the driver with
+    # the learner's reverse_candidates / union_supports; each target's padded solve width as
+    # the learner's solve_supports would pick it
     targets, sups = driver_supports(fwd["a"].to_numpy().astype(np.int64),
                                     fwd["j"].to_numpy().astype(np.int64),
                                     fwd["s"].to_numpy(), n_candidates)
     del fwd
-    bS = sc.broadcast((targets, sups))
+    widths = solve_widths((sups >= 0).sum(axis=1), gram_nnz)
+    bS = sc.broadcast((targets, sups, widths))
+    st.done("candidates", f"{(gram_nnz - n_diag) // 2:,} co-watched pairs, "
+            f"{len(targets):,} targets")
 
+    # -- first solves: each target's ridge regression on its support (no shuffle)
     def first(batches):
         for b in batches:
             for blk in b["blk"].to_numpy():
-                t_all, s_all = bS.value
+                t_all, s_all, w_all = bS.value
                 lo, hi = np.searchsorted(t_all, [int(blk) * block, (int(blk) + 1) * block])
                 t, sup = t_all[lo:hi], s_all[lo:hi]
                 if not len(t):
                     continue
-                w = solve_supports_x(bX.value, t, sup, lam)
+                w = solve_supports_x(bX.value, t, sup, lam, w_all[lo:hi])
                 valid = sup >= 0
                 tgt = np.broadcast_to(t[:, None], sup.shape)
                 yield pd.DataFrame({"src": sup[valid].astype(np.int32),
@@ -655,7 +728,8 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
 
     weights1 = blocks.mapInPandas(first, "src int, dst int, w double")
 
-    # -- prune: each row's K best positive weights (one shuffle by row block)
+    # -- prune: each row's K best positive weights, the learner's keep_top_k on whole rows
+    # (one shuffle by row block)
     def prune(pdf):
         from models.sparse_ease import keep_top_k
 
@@ -665,13 +739,20 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
 
     support = (weights1.groupBy((F.col("src") / block).cast("int").alias("b"))
                .applyInPandas(prune, "src int, dst int")).persist(StorageLevel.MEMORY_AND_DISK)
-    n_support = support.count()
-    st.done("solve", f"{gram_nnz.value // 2:,} co-watched pairs, {n_support:,} kept")
+    kept_per = support.groupBy("dst").count().toPandas()
+    n_support = int(kept_per["count"].sum())
+    # the re-solve's padded widths: every first-pass target (0 kept rows included), as the
+    # learner's second solve_supports call sees them
+    width2 = np.zeros(len(targets), dtype=np.int64)
+    width2[np.searchsorted(targets, kept_per["dst"].to_numpy())] = kept_per["count"].to_numpy()
+    del kept_per
+    bP = sc.broadcast((targets, solve_widths(width2, gram_nnz)))
+    st.done("solve", f"{n_support:,} kept")
 
     # -- re-solve each target on the rows that kept it (one shuffle by target block)
     def resolve(pdf):
         r, t, w = resolve_block(bX.value, pdf["src"].to_numpy().astype(np.int64),
-                                pdf["dst"].to_numpy().astype(np.int64), lam)
+                                pdf["dst"].to_numpy().astype(np.int64), lam, bP.value)
         return pd.DataFrame({"src": r.astype(np.int32), "dst": t.astype(np.int32), "w": w})
 
     final = (support.groupBy((F.col("dst") / block).cast("int").alias("b"))
@@ -683,12 +764,12 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     table = table_from_weights(out["src"].to_numpy().astype(np.int64),
                                out["dst"].to_numpy().astype(np.int64),
                                out["w"].to_numpy(), item_ids, counts, K)
-    bX.destroy()
-    bS.destroy()
+    for bc in (bX, bS, bP):
+        bc.destroy()
     st.done("table")
     return FleetResult(table=table, lambda_=lam, n_events=stats["n_events"], n_kept=int(n_kept),
                        n_profiles=int(n_users), unknown_items=stats["unknown_items"],
-                       gram_nnz=int(gram_nnz.value) // 2, spark_version=spark.version,
+                       gram_nnz=(gram_nnz - n_diag) // 2, spark_version=spark.version,
                        stage_seconds=dict(st.seconds), history_cap=history_cap)
 
 
@@ -711,8 +792,8 @@ def in_process_table(users, items, timestamps, item_ids, *, K: int = DEFAULT_K,
     """The in-process learner on the same log, for side-by-side checks and benchmarks.
 
     ``models.cowatch.cap_histories`` (item codes = positions in ``item_ids``, as the Spark job
-    uses), the binary users x items matrix, ``SparseEASEModel(K).fit``, ``to_table``.
-    Returns ``(table, lambda)``.
+    uses), the binary users x items matrix, ``SparseEASEModel(K).fit`` with one BLAS thread
+    (as the executors solve, :func:`one_blas_thread`), ``to_table``. Returns ``(table, lambda)``.
     """
     import pandas as pd
     import scipy.sparse as sp
@@ -729,7 +810,8 @@ def in_process_table(users, items, timestamps, item_ids, *, K: int = DEFAULT_K,
         u, i = u[keep], i[keep]
     X = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(int(u.max()) + 1, len(item_ids)))
     X.data[:] = 1.0
-    model = SparseEASEModel(K=K).fit(X)
+    with one_blas_thread():
+        model = SparseEASEModel(K=K).fit(X)
     return model.to_table(item_ids), float(model.lambda_used_)
 
 
@@ -902,6 +984,7 @@ def fits_in_memory_learn(available: int | None = None):
         from models.sparse_ease import check_fit_memory
 
         check_fit_memory(X[:, np.flatnonzero(warm)], available)
-        return learn_step(X, warm, k)
+        with one_blas_thread():  # as the Spark executors solve: same weights, bit for bit
+            return learn_step(X, warm, k)
 
     return learn

@@ -28,7 +28,6 @@ contract (inputs, determinism and tie-break rules).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -36,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from device.errors import TvrecError
+from models import gram_kernel as gk
 
 #: Candidate items per target (step 1). 128 candidates then K=64 kept per row measured as
 #: good as dense EASE's own support on MovieLens and on synthetic Zipf logs (cf-anchors).
@@ -50,6 +50,16 @@ LAMBDA_PER_POPULARITY = 0.5
 DEFAULT_DROPOUT = 1.0
 
 PAD = -1  # padding of support arrays
+
+
+def _use_compiled(compiled: bool | None) -> bool:
+    """Whether to run the compiled kernels (:mod:`models.gram_kernel`): ``None`` = when numba
+    is installed (and ``TVREC_NO_NUMBA`` is not 1). Both paths give identical results."""
+    if compiled is None:
+        return gk.AVAILABLE
+    if compiled and not gk.AVAILABLE:
+        raise RuntimeError("the compiled kernels need numba (the `train` extra)")
+    return bool(compiled)
 
 
 # ------------------------------------------------------------------------------ Gram
@@ -214,6 +224,8 @@ def candidate_support(
     n_candidates: int = DEFAULT_CANDIDATES,
     shrink: float = DEFAULT_SHRINK,
     return_scores: bool = False,
+    *,
+    compiled: bool | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Each row item's candidate support: its top cosine-with-shrinkage co-watch neighbours.
 
@@ -241,12 +253,29 @@ def candidate_support(
         the same answer.
     scores : np.ndarray of float64, shape (len(rows), C)
         With ``return_scores``: each candidate's score (0 at padding).
+
+    Other Parameters
+    ----------------
+    compiled : bool, optional
+        Run the compiled kernel (:func:`models.gram_kernel.candidates_csr`, threads over row
+        chunks) or the numpy reference; default: the kernel when numba is installed. Same
+        result either way.
     """
     G = sp.csr_matrix(gram_rows)
     G.sort_indices()
     rows = np.asarray(rows, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.float64)
     n = G.shape[0]
+    if _use_compiled(compiled):
+        out = np.empty((n, n_candidates), dtype=np.int32)
+        out_scores = np.empty((n, n_candidates))
+        indptr = G.indptr.astype(np.int64)
+        lens = np.diff(indptr)
+        bounds = gk.balanced_bounds(lens, 8 * gk.n_threads())
+        gk.parallel_chunks(lambda lo, hi: gk.candidates_csr(
+            indptr, G.indices, G.data, rows, counts, float(shrink), lo, hi, out, out_scores),
+            bounds)
+        return (out, out_scores) if return_scores else out
     out = np.full((n, n_candidates), PAD, dtype=np.int32)
     out_scores = np.zeros((n, n_candidates)) if return_scores else None
     step = max(1, int(4_000_000 // max(1, G.nnz / max(n, 1))))  # ~4M entries per chunk
@@ -279,7 +308,7 @@ def candidate_support(
 
 def reverse_candidates(
     rows: np.ndarray, supports: np.ndarray, scores: np.ndarray, cap: int,
-    targets: np.ndarray | None = None,
+    targets: np.ndarray | None = None, *, compiled: bool | None = None,
 ) -> np.ndarray:
     """For each target ``j``: the ``cap`` best items ``a`` that have ``j`` among *their* candidates.
 
@@ -315,7 +344,11 @@ def reverse_candidates(
     pos_t = np.searchsorted(targets, j)
     ok = (pos_t < len(targets)) & (targets[np.minimum(pos_t, len(targets) - 1)] == j)
     a, j, sc, pos_t = a[ok], j[ok], sc[ok], pos_t[ok]
-    keep = keep_top_k(j, a, sc, cap)
+    if _use_compiled(compiled):
+        out = np.empty((len(targets), cap), dtype=np.int32)
+        gk.top_by_group(pos_t, a, sc, len(targets), cap, True, out)
+        return out
+    keep = keep_top_k(j, a, sc, cap, compiled=False)
     t, a = pos_t[keep], a[keep]
     order = np.lexsort((a, t))
     t, a = t[order], a[order]
@@ -325,12 +358,32 @@ def reverse_candidates(
     return out
 
 
-def union_supports(*supports: np.ndarray) -> np.ndarray:
-    """Row-wise sorted union of ``-1``-padded supports of equal length, ``-1`` padded."""
+def union_supports(*supports: np.ndarray, compiled: bool | None = None) -> np.ndarray:
+    """Row-wise sorted union of ``-1``-padded supports of equal length, ``-1`` padded.
+
+    Two supports whose rows are already strictly ascending (as :func:`candidate_support` and
+    :func:`reverse_candidates` return them) are merged by a compiled kernel when available.
+    """
+    if len(supports) == 2 and _use_compiled(compiled) and all(map(_ascending, supports)):
+        a, b = (np.asarray(x, dtype=np.int64) for x in supports)
+        out = np.empty((a.shape[0], a.shape[1] + b.shape[1]), dtype=np.int64)
+        gk.union_sorted(a, b, out)
+        width = int((out >= 0).sum(axis=1).max()) if out.size else 0
+        return np.ascontiguousarray(out[:, :width]).astype(np.int32)
     s = np.sort(np.concatenate([np.asarray(x, dtype=np.int64) for x in supports], axis=1), axis=1)
     dup = np.zeros(s.shape, dtype=bool)
     dup[:, 1:] = s[:, 1:] == s[:, :-1]
     return _compact(np.where(dup, PAD, s))
+
+
+def _ascending(s: np.ndarray) -> bool:
+    """Rows strictly ascending, then ``-1`` padding only."""
+    s = np.asarray(s)
+    if s.ndim != 2 or s.shape[1] < 2:
+        return s.ndim == 2
+    v = s >= 0
+    ok = (s[:, 1:] > s[:, :-1]) | ~v[:, 1:]
+    return bool(ok.all() and not (v[:, 1:] & ~v[:, :-1]).any())
 
 
 # -------------------------------------------------------------------------- solves
@@ -403,6 +456,8 @@ def solve_supports(
     dropout: float = DEFAULT_DROPOUT,
     batch: int | None = None,
     progress: str | None = None,
+    compiled: bool | None = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Ridge-regress each target's column on its support (see :func:`solve_systems`).
 
@@ -422,16 +477,24 @@ def solve_supports(
     dropout : float
         Dropout-style penalty per unit of a regressor's count (:data:`DEFAULT_DROPOUT`).
     batch : int, optional
-        Targets per batched solve (default: enough to make the Gram lookups binary searches).
+        Targets per batched solve (default: up to ~32 MB of blocks per batch).
     progress : str, optional
         Label of a tqdm bar on stderr (none by default).
+    compiled : bool, optional
+        Build the blocks with :func:`models.gram_kernel.gram_blocks_csr` (galloping row
+        intersections) or with :func:`gram_blocks` (scipy lookups); default: the kernel when
+        numba is installed. The blocks are the same exact integers, so the weights are
+        identical.
+    threads : int, optional
+        Threads solving batches side by side (default: the cores this process may use).
 
     Returns
     -------
     np.ndarray of float64, shape (T, S)
         ``weights[t, s]`` is ``W[supports[t, s], targets[t]]``; 0 at padding. Each system is
         solved on its own (LAPACK ``gesv`` through ``numpy.linalg.solve``), so the result does
-        not depend on how targets are batched or partitioned (beyond rounding: ~1e-15).
+        not depend on how targets are batched, partitioned or threaded: a system of width
+        ``m`` is always solved as an ``m x m`` system.
     """
     supports = np.asarray(supports, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -439,31 +502,40 @@ def solve_supports(
     out = np.zeros((T, S))
     if T == 0 or S == 0:
         return out
-    # Supports are left-packed (-1 at the end). Solving targets in order of support size, each
-    # batch trimmed to its widest support, spends C^3 only where a support is that wide; the
-    # padding rows it saves are decoupled (lam * w = 0), so the valid weights are the same.
+    # Each system is solved at its own width m (supports are left-packed, -1 at the end):
+    # targets are grouped by m and solved in batches of at most ~32 MB of blocks (or `batch`),
+    # on one thread per core (the block kernel and LAPACK both release the GIL).
+    fast = _use_compiled(compiled)
     width = (supports >= 0).sum(axis=1)
     order = np.argsort(width, kind="stable")
+    ws = width[order]
+    jobs = []
+    for m in np.unique(ws):
+        m = int(m)
+        lo, hi = np.searchsorted(ws, m, "left"), np.searchsorted(ws, m, "right")
+        if m == 0:
+            continue
+        size = batch or max(1, min(4096, (32 * 2**20) // (8 * m * m)))
+        jobs += [(m, order[a:min(a + size, hi)]) for a in range(lo, hi, size)]
     bar = _bar(T, progress)
-    lo = 0
-    while lo < T:
-        w_max = max(int(width[order[min(T, lo + 1) - 1]]), 1)
-        if batch is None:  # >= nnz/10 lookups per call keeps scipy on its binary-search path
-            per = w_max * (w_max + 1) // 2 + w_max
-            size = int(min(4096, max(64, math.ceil((gram.nnz / 10 + 1) / per))))
+    if fast:
+        indptr = gram.indptr.astype(np.int64)
+
+    def run(k, _):
+        m, idx = jobs[k]
+        sup = supports[idx, :m]
+        if fast:
+            blocks = np.empty((len(idx), m, m))
+            rhs = np.empty((len(idx), m))
+            gk.gram_blocks_csr(indptr, gram.indices, gram.data, targets[idx], sup, 0,
+                               len(idx), blocks, rhs)
         else:
-            size = batch
-        hi = min(T, lo + size)
-        w_max = max(int(width[order[hi - 1]]), 1)
-        size = max(1, min(hi - lo, (64 * 2**20) // (8 * w_max * w_max)))  # <= 64 MB of blocks
-        hi = lo + size
-        idx = order[lo:hi]
-        sup = supports[idx, :w_max]
-        blocks, rhs = gram_blocks(gram, targets[idx], sup)
-        out[idx, :w_max] = solve_systems(blocks, rhs, sup >= 0, lam, dropout)
+            blocks, rhs = gram_blocks(gram, targets[idx], sup)
+        out[idx, :m] = solve_systems(blocks, rhs, np.ones((len(idx), m), bool), lam, dropout)
         if bar is not None:
-            bar.update(hi - lo)
-        lo = hi
+            bar.update(len(idx))
+
+    gk.parallel_chunks(run, [(k, k + 1) for k in range(len(jobs))], threads)
     if bar is not None:
         bar.close()
     return out
@@ -490,7 +562,8 @@ def solve_systems(blocks: np.ndarray, rhs: np.ndarray, valid: np.ndarray, lam: f
 # --------------------------------------------------------------------------- pruning
 
 
-def keep_top_k(rows: np.ndarray, targets: np.ndarray, weights: np.ndarray, K: int) -> np.ndarray:
+def keep_top_k(rows: np.ndarray, targets: np.ndarray, weights: np.ndarray, K: int, *,
+               compiled: bool | None = None) -> np.ndarray:
     """Mask of each row's ``K`` largest strictly positive weights (ties: smaller target first).
 
     Parameters
@@ -507,6 +580,10 @@ def keep_top_k(rows: np.ndarray, targets: np.ndarray, weights: np.ndarray, K: in
     rows = np.asarray(rows, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64)
+    if len(rows) and _use_compiled(compiled) and rows.min() >= 0:
+        ids, grp = np.unique(rows, return_inverse=True)
+        return gk.top_by_group(grp.ravel().astype(np.int64), targets, weights, len(ids), K, True,
+                               np.zeros((0, 0), np.int32))
     order = np.lexsort((targets, -weights, rows))
     r = rows[order]
     first = np.searchsorted(r, r)  # r is sorted: index of each row's first entry
@@ -516,19 +593,48 @@ def keep_top_k(rows: np.ndarray, targets: np.ndarray, weights: np.ndarray, K: in
     return keep
 
 
-def pruned_supports(targets: np.ndarray, supports: np.ndarray, weights: np.ndarray, K: int) -> np.ndarray:
+def pruned_supports(targets: np.ndarray, supports: np.ndarray, weights: np.ndarray, K: int, *,
+                    compiled: bool | None = None) -> np.ndarray:
     """Step 3 for all targets at once: each target's support restricted to the kept pairs.
 
-    Returns a ``-1``-padded int32 array of shape (T, S2), rows sorted ascending, with
-    ``S2 <= S`` the longest kept support.
+    Each row keeps its ``K`` largest positive weights **at the shipped precision**
+    (:func:`shipped_weights`: float32, as the bundle stores them), ties by the smaller target.
+    Weights equal in exact arithmetic (items with identical co-watch patterns: common in the
+    long tail) come out of LAPACK a few ulps apart, in an order that depends on the solve's
+    size and blocking; ranking them in float64 would let that noise pick the kept neighbour,
+    differently on every engine. Returns a ``-1``-padded int32 array of shape (T, S2), rows
+    sorted ascending, with ``S2 <= S`` the longest kept support.
     """
     supports = np.asarray(supports)
     T, S = supports.shape
     valid = supports >= 0
     tgt = np.broadcast_to(np.asarray(targets)[:, None], supports.shape)
     keep = np.zeros(supports.shape, dtype=bool)
-    keep[valid] = keep_top_k(supports[valid], tgt[valid], weights[valid], K)
+    weights = shipped_weights(weights)
+    fast = _use_compiled(compiled)
+    if fast:  # the kernel groups by item directly (items are indices < n_items)
+        s_v = supports[valid].astype(np.int64)
+        if len(s_v):
+            keep[valid] = gk.top_by_group(s_v, tgt[valid].astype(np.int64), weights[valid],
+                                          int(s_v.max()) + 1, K, True,
+                                          np.zeros((0, 0), np.int32))
+        if _ascending(supports):  # kept entries stay in order: compact without sorting
+            out = np.empty(supports.shape, dtype=np.int32)
+            width = gk.compact_rows(supports, keep, out)
+            return np.ascontiguousarray(out[:, :width])
+    else:
+        keep[valid] = keep_top_k(supports[valid], tgt[valid], weights[valid], K, compiled=False)
     return _compact(np.where(keep, supports, PAD))
+
+
+def shipped_weights(weights: np.ndarray) -> np.ndarray:
+    """``weights`` rounded to float32 (the precision of the bundle's table), as float64.
+
+    The ranking key of :func:`pruned_supports`; engines that prune with :func:`keep_top_k`
+    themselves pass ``shipped_weights(w)`` so that rounding noise of their solves cannot break
+    exact ties differently.
+    """
+    return np.asarray(weights, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 
 def _compact(supports: np.ndarray) -> np.ndarray:
@@ -578,11 +684,16 @@ def fit_sparse_ease(
     shrink: float = DEFAULT_SHRINK,
     dropout: float = DEFAULT_DROPOUT,
     progress: bool = False,
+    *,
+    compiled: bool | None = None,
 ) -> tuple[sp.csr_matrix, float]:
     """The whole pipeline in process. Returns ``(W, lambda)``; rows of ``W`` have <= K entries.
 
-    ``W[i, j]`` is how much watching ``i`` recommends ``j`` (zero diagonal).
+    ``W[i, j]`` is how much watching ``i`` recommends ``j`` (zero diagonal). ``compiled``
+    chooses the compiled kernels or the numpy reference (default: the kernels when numba is
+    installed); both give the same supports and the same weights.
     """
+    fast = _use_compiled(compiled)
     G = gram_matrix(user_items)
     n = G.shape[0]
     counts = G.diagonal().astype(np.float64)
@@ -590,22 +701,28 @@ def fit_sparse_ease(
         lam = choose_lambda(counts)
     # only items co-watched with another item can have candidates (rows with > 1 entry)
     items = np.flatnonzero(np.diff(G.indptr) > (counts > 0))
-    step = max(1, int(len(items) * 4e6 // max(G.nnz, 1)))  # row chunks of ~4M Gram entries
-    parts = [candidate_support(G[items[lo:lo + step]], items[lo:lo + step], counts, n_candidates,
-                               shrink, return_scores=True) for lo in range(0, len(items), step)]
-    fwd = np.concatenate([p[0] for p in parts] or [np.zeros((0, n_candidates), np.int32)])
-    scores = np.concatenate([p[1] for p in parts] or [np.zeros((0, n_candidates))])
-    del parts
-    rev = reverse_candidates(items, fwd, scores, n_candidates)  # items is sorted
+    if fast:  # the kernel reads the rows in place (no row-sliced copy of the Gram)
+        fwd, scores = candidate_support(G, np.arange(n), counts, n_candidates, shrink,
+                                        return_scores=True, compiled=True)
+        fwd, scores = fwd[items], scores[items]
+    else:
+        step = max(1, int(len(items) * 4e6 // max(G.nnz, 1)))  # row chunks of ~4M entries
+        parts = [candidate_support(G[items[lo:lo + step]], items[lo:lo + step], counts,
+                                   n_candidates, shrink, return_scores=True, compiled=False)
+                 for lo in range(0, len(items), step)]
+        fwd = np.concatenate([p[0] for p in parts] or [np.zeros((0, n_candidates), np.int32)])
+        scores = np.concatenate([p[1] for p in parts] or [np.zeros((0, n_candidates))])
+        del parts
+    rev = reverse_candidates(items, fwd, scores, n_candidates, compiled=fast)  # items sorted
     del scores
-    sup = union_supports(fwd, rev)
+    sup = union_supports(fwd, rev, compiled=fast)
     del fwd, rev
     has = (sup[:, 0] >= 0) if sup.shape[1] else np.zeros(len(items), bool)
     targets, sup = items[has], sup[has]
-    w = solve_supports(G, targets, sup, lam, dropout=dropout,
+    w = solve_supports(G, targets, sup, lam, dropout=dropout, compiled=fast,
                        progress="ridge on candidates" if progress else None)
-    sup = pruned_supports(targets, sup, w, K)
-    w = solve_supports(G, targets, sup, lam, dropout=dropout,
+    sup = pruned_supports(targets, sup, w, K, compiled=fast)
+    w = solve_supports(G, targets, sup, lam, dropout=dropout, compiled=fast,
                        progress="re-solve on kept" if progress else None)
     del G
     valid = sup >= 0

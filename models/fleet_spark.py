@@ -44,7 +44,6 @@ or run ``tvrec bundle build ... --engine spark --spark-master URL`` to get a who
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -59,7 +58,7 @@ from device.cf import PAD, NeighbourTable  # noqa: E402
 from device.errors import DataFormatError  # noqa: E402
 from models.cowatch import DEFAULT_K, HISTORY_CAP  # noqa: E402
 from models.sparse_ease import (  # noqa: E402
-    DEFAULT_CANDIDATES, DEFAULT_DROPOUT, DEFAULT_SHRINK, choose_lambda)
+    DEFAULT_CANDIDATES, DEFAULT_DROPOUT, DEFAULT_SHRINK, choose_lambda, shipped_weights)
 
 #: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
 ITEMS_PER_BLOCK = 512
@@ -386,68 +385,17 @@ def _make_block_counts():
 _block_counts = _make_block_counts()
 
 
-def solve_widths(width: np.ndarray, gram_nnz: int) -> np.ndarray:
-    """The width the in-process learner pads each system to: its batch's widest support.
-
-    :func:`models.sparse_ease.solve_supports` sorts the targets by support width (stable),
-    cuts the order into batches whose size follows ``gram.nnz`` and the batch's widths, and
-    solves every system of a batch padded to the batch's widest support. The padded rows are
-    decoupled, so the weights are the same up to rounding -- but LAPACK's blocking depends on
-    the matrix size, and on real logs thousands of first-solve weights are exact ties (items
-    with identical columns), which one ulp would flip in :func:`~models.sparse_ease.keep_top_k`.
-    A system solved alone at the same padded width by
-    :func:`~models.sparse_ease.solve_systems` is bit-identical, so the Spark tasks pad to these
-    widths and the two engines agree exactly.
-
-    Uses ``models.sparse_ease.solve_widths`` when the learner provides it; until then this is
-    a mirror of ``solve_supports``' batching loop (``batch=None``), checked by the ML-100K
-    equality test.
-
-    Parameters
-    ----------
-    width : np.ndarray of int, shape (T,)
-        Valid support entries of each target, in the order ``solve_supports`` gets the targets
-        (ascending target index in the learner).
-    gram_nnz : int
-        Stored entries of the whole Gram matrix (diagonal included).
-
-    Returns
-    -------
-    np.ndarray of int64, shape (T,)
-    """
-    from models import sparse_ease
-
-    own = getattr(sparse_ease, "solve_widths", None)
-    if own is not None:
-        return np.asarray(own(width, gram_nnz), dtype=np.int64)
-    width = np.asarray(width, dtype=np.int64)
-    T = len(width)
-    out = np.ones(T, dtype=np.int64)
-    order = np.argsort(width, kind="stable")
-    lo = 0
-    while lo < T:
-        w_max = max(int(width[order[lo]]), 1)
-        per = w_max * (w_max + 1) // 2 + w_max
-        size = int(min(4096, max(64, math.ceil((gram_nnz / 10 + 1) / per))))
-        hi = min(T, lo + size)
-        w_max = max(int(width[order[hi - 1]]), 1)
-        hi = lo + max(1, min(hi - lo, (64 * 2**20) // (8 * w_max * w_max)))
-        out[order[lo:hi]] = w_max
-        lo = hi
-    return out
-
-
 def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray, lam: float,
-                     widths: np.ndarray | None = None, dropout: float = DEFAULT_DROPOUT,
-                     batch: int = 256) -> np.ndarray:
+                     dropout: float = DEFAULT_DROPOUT, batch: int = 256) -> np.ndarray:
     """:func:`models.sparse_ease.solve_supports` with the blocks built from ``X``.
 
     Same inputs (``-1``-padded supports per target, valid entries first) and output
-    (``weights[t, s] = W[supports[t, s], targets[t]]``, 0 at padding). The blocks hold the same
-    exact integers as the learner's Gram lookups, zero-padded to ``widths`` (default: each
-    system's own width; :func:`solve_widths` for the learner's), and are solved by the
-    learner's own :func:`~models.sparse_ease.solve_systems` -- one LAPACK ``gesv`` per system,
-    so a system's weights depend on it and its padded width only, not on its batch.
+    (``weights[t, s] = W[supports[t, s], targets[t]]``, 0 at padding). As in the learner, each
+    system is solved at its own width ``m`` (never padded to its batch's widest), with the
+    learner's own :func:`~models.sparse_ease.solve_systems` -- one LAPACK ``gesv`` per
+    system, on one BLAS thread -- and the blocks hold the same exact integers as the learner's
+    Gram lookups; so a system's weights depend on the system only, not on how targets are
+    partitioned into tasks.
     """
     from models.sparse_ease import solve_systems
 
@@ -455,24 +403,21 @@ def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray,
     targets = np.asarray(targets, dtype=np.int64)
     T, S = supports.shape
     m_all = (supports >= 0).sum(axis=1)
-    widths = m_all if widths is None else np.asarray(widths, dtype=np.int64)
-    out = np.zeros((T, max(S, int(widths.max()) if T else 0)))
+    out = np.zeros((T, S))
     with one_blas_thread():
-        for m in np.unique(widths[m_all > 0]):
-            rows = np.flatnonzero((widths == m) & (m_all > 0))
+        for m in np.unique(m_all[m_all > 0]):
+            rows = np.flatnonzero(m_all == m)
             for lo in range(0, len(rows), batch):
                 rr = rows[lo:lo + batch]
-                blocks = np.zeros((len(rr), m, m))
-                rhs = np.zeros((len(rr), m))
-                valid = np.zeros((len(rr), m), dtype=bool)
+                blocks = np.empty((len(rr), m, m))
+                rhs = np.empty((len(rr), m))
                 for n, r in enumerate(rr):
-                    k = m_all[r]
-                    G = X.gram_block(np.concatenate([[targets[r]], supports[r, :k]]))
-                    blocks[n, :k, :k] = G[1:, 1:]
-                    rhs[n, :k] = G[1:, 0]
-                    valid[n, :k] = True
-                out[rr, :m] = solve_systems(blocks, rhs, valid, lam, dropout)
-    return out[:, :S]
+                    G = X.gram_block(np.concatenate([[targets[r]], supports[r, :m]]))
+                    blocks[n] = G[1:, 1:]
+                    rhs[n] = G[1:, 0]
+                out[rr, :m] = solve_systems(blocks, rhs, np.ones((len(rr), m), bool), lam,
+                                            dropout)
+    return out
 
 
 def candidate_block(X: Interactions, lo: int, hi: int,
@@ -517,13 +462,11 @@ def driver_supports(a: np.ndarray, j: np.ndarray, score: np.ndarray, n_candidate
 
 
 def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: float,
-                  plan: tuple[np.ndarray, np.ndarray] | None = None,
                   dropout: float = DEFAULT_DROPOUT):
     """Re-solve each target on the rows that kept it: triplets in, triplets out.
 
-    Each target's support is its kept rows in ascending order (as
-    :func:`~models.sparse_ease.pruned_supports` lays them out); ``plan = (targets, widths)``
-    (sorted targets) gives each system's padded width (:func:`solve_widths`).
+    Each target's support is its kept rows in ascending order, as
+    :func:`~models.sparse_ease.pruned_supports` lays them out.
     """
     from models.sparse_ease import PAD
 
@@ -533,10 +476,7 @@ def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: f
     sup = np.full((len(uniq), int(n.max()) if len(n) else 0), PAD, dtype=np.int64)
     pos = np.arange(len(rows)) - np.repeat(start, n)
     sup[np.repeat(np.arange(len(uniq)), n), pos] = rows
-    widths = None
-    if plan is not None:
-        widths = plan[1][np.searchsorted(plan[0], uniq)]
-    w = solve_supports_x(X, uniq, sup, lam, widths, dropout=dropout)
+    w = solve_supports_x(X, uniq, sup, lam, dropout=dropout)
     valid = sup >= 0
     tgt = np.broadcast_to(uniq[:, None], sup.shape)
     return sup[valid], tgt[valid], w[valid]
@@ -700,14 +640,12 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     n_diag = int((counts > 0).sum())
     fwd = fwd[~meta]
     # the reverse candidates need every item's list: N x C integers, united on the driver with
-    # the learner's reverse_candidates / union_supports; each target's padded solve width as
-    # the learner's solve_supports would pick it
+    # the learner's reverse_candidates / union_supports
     targets, sups = driver_supports(fwd["a"].to_numpy().astype(np.int64),
                                     fwd["j"].to_numpy().astype(np.int64),
                                     fwd["s"].to_numpy(), n_candidates)
     del fwd
-    widths = solve_widths((sups >= 0).sum(axis=1), gram_nnz)
-    bS = sc.broadcast((targets, sups, widths))
+    bS = sc.broadcast((targets, sups))
     st.done("candidates", f"{(gram_nnz - n_diag) // 2:,} co-watched pairs, "
             f"{len(targets):,} targets")
 
@@ -715,44 +653,40 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     def first(batches):
         for b in batches:
             for blk in b["blk"].to_numpy():
-                t_all, s_all, w_all = bS.value
+                t_all, s_all = bS.value
                 lo, hi = np.searchsorted(t_all, [int(blk) * block, (int(blk) + 1) * block])
                 t, sup = t_all[lo:hi], s_all[lo:hi]
                 if not len(t):
                     continue
-                w = solve_supports_x(bX.value, t, sup, lam, w_all[lo:hi])
+                w = solve_supports_x(bX.value, t, sup, lam)
                 valid = sup >= 0
                 tgt = np.broadcast_to(t[:, None], sup.shape)
+                # the pruning ranks weights at the shipped precision (float32), so that is
+                # all the shuffle needs to carry
                 yield pd.DataFrame({"src": sup[valid].astype(np.int32),
-                                    "dst": tgt[valid].astype(np.int32), "w": w[valid]})
+                                    "dst": tgt[valid].astype(np.int32),
+                                    "w": shipped_weights(w[valid]).astype(np.float32)})
 
-    weights1 = blocks.mapInPandas(first, "src int, dst int, w double")
+    weights1 = blocks.mapInPandas(first, "src int, dst int, w float")
 
-    # -- prune: each row's K best positive weights, the learner's keep_top_k on whole rows
-    # (one shuffle by row block)
+    # -- prune: each row's K best positive weights at the shipped precision, as the learner's
+    # pruned_supports ranks them (its keep_top_k on whole rows; one shuffle by row block)
     def prune(pdf):
         from models.sparse_ease import keep_top_k
 
-        r, t, w = (pdf[c].to_numpy() for c in ("src", "dst", "w"))
-        keep = keep_top_k(r, t, w, K)
+        r, t = pdf["src"].to_numpy(), pdf["dst"].to_numpy()
+        keep = keep_top_k(r, t, shipped_weights(pdf["w"].to_numpy()), K)
         return pd.DataFrame({"src": r[keep], "dst": t[keep]})
 
     support = (weights1.groupBy((F.col("src") / block).cast("int").alias("b"))
                .applyInPandas(prune, "src int, dst int")).persist(StorageLevel.MEMORY_AND_DISK)
-    kept_per = support.groupBy("dst").count().toPandas()
-    n_support = int(kept_per["count"].sum())
-    # the re-solve's padded widths: every first-pass target (0 kept rows included), as the
-    # learner's second solve_supports call sees them
-    width2 = np.zeros(len(targets), dtype=np.int64)
-    width2[np.searchsorted(targets, kept_per["dst"].to_numpy())] = kept_per["count"].to_numpy()
-    del kept_per
-    bP = sc.broadcast((targets, solve_widths(width2, gram_nnz)))
+    n_support = support.count()
     st.done("solve", f"{n_support:,} kept")
 
     # -- re-solve each target on the rows that kept it (one shuffle by target block)
     def resolve(pdf):
         r, t, w = resolve_block(bX.value, pdf["src"].to_numpy().astype(np.int64),
-                                pdf["dst"].to_numpy().astype(np.int64), lam, bP.value)
+                                pdf["dst"].to_numpy().astype(np.int64), lam)
         return pd.DataFrame({"src": r.astype(np.int32), "dst": t.astype(np.int32), "w": w})
 
     final = (support.groupBy((F.col("dst") / block).cast("int").alias("b"))
@@ -764,7 +698,7 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     table = table_from_weights(out["src"].to_numpy().astype(np.int64),
                                out["dst"].to_numpy().astype(np.int64),
                                out["w"].to_numpy(), item_ids, counts, K)
-    for bc in (bX, bS, bP):
+    for bc in (bX, bS):
         bc.destroy()
     st.done("table")
     return FleetResult(table=table, lambda_=lam, n_events=stats["n_events"], n_kept=int(n_kept),

@@ -420,8 +420,11 @@ def main(argv=None) -> int:
             r = run_engine(engine, point, args)
             tables[engine] = r.pop("_table")
             runs[engine] = r
-            print(f"   {engine}: {r['process_wall_seconds']:.0f} s, peak tree RSS "
-                  f"{r['peak_tree_rss_mb']:.0f} MB", flush=True)
+            print(f"   {engine}: {r['process_wall_seconds']:.0f} s wall, "
+                  f"{r.get('cpu_seconds', float('nan')):.0f} CPU s, peak tree RSS "
+                  f"{r['peak_tree_rss_mb']:.0f} MB, cgroup peak {r.get('cgroup_peak_mb')} MB, "
+                  f"load {r.get('loadavg_before', [0])[0]:.1f} -> "
+                  f"{r.get('loadavg_after', [0])[0]:.1f}", flush=True)
         z = np.load(Path(point["dir"]) / "held.npz")
         t0 = time.perf_counter()
         nb, wt = bm25_table(z["train_profile"], z["train_item"], args.items)
@@ -439,15 +442,19 @@ def main(argv=None) -> int:
                        "rows_identical_local_vs_spark": same,
                        "loadavg_before": load0, "loadavg_after": os.getloadavg()})
         print(f"   NDCG@10 {json.dumps({k: round(v, 4) for k, v in ndcg.items()})}", flush=True)
+        write_results(args, points)  # after every point: a long run's finished points survive
+    print_table(json.loads(Path(args.out).read_text()))
+    return 0
 
+
+def write_results(args, points: list) -> None:
     result = {"items": args.items, "master": args.master, "driver_memory": args.driver_memory,
-              "cores": os.cpu_count(), "points": points,
+              "memory_limit_mb": args.memory_limit_mb, "cores": os.cpu_count(),
+              "command": " ".join(sys.argv), "points": points,
               "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))
-    print_table(result)
     plot(result, args.plot)
-    return 0
 
 
 def print_table(result: dict) -> None:

@@ -166,7 +166,7 @@ def run_engine(engine: str, point: dict, args) -> dict:
         return res
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TVREC_NO_PROGRESS="1")
     try:
-        cg = Cgroup.create(f"fleet-{engine}", memory_mb=args.memory_limit_mb,
+        cg = Cgroup.create(f"fleet-{engine}-{point['n_events']}", memory_mb=args.memory_limit_mb,
                            cpu_quota=float(os.cpu_count() or 2), cpu=None)
     except CgroupUnavailable as why:
         print(f"   (no cgroup: {why}; peak from samples only)", flush=True)
@@ -190,6 +190,11 @@ def run_engine(engine: str, point: dict, args) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
     th.join()
+    if cg:  # the JVM's last processes may outlive the root by a moment
+        for _ in range(100):
+            if not any((d / "cgroup.procs").read_text().strip() for d in cg.dirs.values()):
+                break
+            time.sleep(0.1)
     cg_stats = cg.stats() if cg else {}
     if cg:
         cg.remove()
@@ -251,7 +256,7 @@ def bm25_table(train_profile, train_item, n_items: int, K: int = 64):
 
 def ndcg_tables(point: dict, tables: dict, n_users: int, seed: int = 0) -> dict:
     """NDCG@10 of each table (device scorer) on a seeded sample of held-out profiles."""
-    from device.cf import NeighbourTable, recommend
+    from device.cf import ItemIndex, NeighbourTable, recommend
     from models.evaluate import ndcg_at_k
     from models.synth_logs import item_ids
 
@@ -270,6 +275,7 @@ def ndcg_tables(point: dict, tables: dict, n_users: int, seed: int = 0) -> dict:
     for name, (nb, wt, pop) in tables.items():
         table = NeighbourTable(item_ids=ids.astype(object), neighbours=nb, weights=wt,
                                popularity=pop)
+        index = ItemIndex(table.item_ids)  # once per table (building one is O(N))
         recs, rel = [], []
         for u in users:
             a, b = np.searchsorted(tp_s, [u, u + 1])
@@ -283,7 +289,8 @@ def ndcg_tables(point: dict, tables: dict, n_users: int, seed: int = 0) -> dict:
                 seen = set(hist.tolist())
                 recs.append([ids[j] for j in order[: 10 + len(seen)] if j not in seen][:10])
             else:
-                r = recommend(table, ids[hist], np.ones(len(hist)), n=10, exclude=ids[hist])
+                r = recommend(table, ids[hist], np.ones(len(hist)), n=10, index=index,
+                              history_rows=hist, exclude_rows=hist)
                 recs.append([x.item_id for x in r])
             rel.append(truth)
         out[name] = ndcg_at_k(recs, rel, 10)
@@ -380,6 +387,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-reuse", dest="reuse", action="store_false",
                     help="re-run engines whose table and figures are already in --work")
     ap.add_argument("--out", default=str(RESULTS / "fleet_scale.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="add this run's points (and engines) to those already in --out")
     ap.add_argument("--plot", default=str(RESULTS / "fleet_scale.png"))
     # worker mode (internal)
     ap.add_argument("--worker", choices=["local", "spark"])
@@ -448,6 +457,15 @@ def main(argv=None) -> int:
 
 
 def write_results(args, points: list) -> None:
+    if args.merge and Path(args.out).is_file():  # points of an earlier run, by size
+        old = {p["n_events"]: p for p in json.loads(Path(args.out).read_text())["points"]}
+        for p in points:
+            if p["n_events"] in old:
+                q = old[p["n_events"]]
+                p = {**q, **p, "runs": {**q["runs"], **p["runs"]},
+                     "ndcg@10": {**q["ndcg@10"], **p["ndcg@10"]}}
+            old[p["n_events"]] = p
+        points = [old[k] for k in sorted(old)]
     result = {"items": args.items, "master": args.master, "driver_memory": args.driver_memory,
               "memory_limit_mb": args.memory_limit_mb, "cores": os.cpu_count(),
               "command": " ".join(sys.argv), "points": points,
@@ -470,7 +488,7 @@ def print_table(result: dict) -> None:
                   f"{r.get('cpu_seconds', float('nan')) / p['n_events'] * 1e6:7.1f} "
                   f"{r['peak_tree_rss_mb']:8.0f} {(cg if cg is not None else float('nan')):9.0f} "
                   f"{(sh / 2**20 if sh is not None else 0):10.1f} "
-                  f"{p['ndcg@10'][eng]:8.4f} {p['ndcg@10']['bm25']:6.4f} "
+                  f"{p['ndcg@10'].get(eng, float('nan')):8.4f} {p['ndcg@10']['bm25']:6.4f} "
                   f"{p['ndcg@10']['popularity']:6.4f} "
                   f"{r.get('loadavg_before', p['loadavg_before'])[0]:5.1f}")
 
@@ -482,18 +500,21 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    ev = [p["n_events"] / 1e6 for p in result["points"]]
-    for eng in result["points"][0]["runs"]:
-        a1.plot(ev, [p["runs"][eng]["process_wall_seconds"] / 60 for p in result["points"]],
-                "o-", label=f"{eng} wall")
-        a1.plot(ev, [p["runs"][eng].get("cpu_seconds", np.nan) / 60 for p in result["points"]],
-                "s--", label=f"{eng} CPU")
-        a2.plot(ev, [p["runs"][eng]["peak_tree_rss_mb"] / 1024 for p in result["points"]],
-                "o-", label=f"{eng} tree RSS")
+    engines = sorted({e for p in result["points"] for e in p["runs"]})
+    for eng in engines:
+        pts = [p for p in result["points"] if eng in p["runs"]]
+        ev = [p["n_events"] / 1e6 for p in pts]
+        c = f"C{engines.index(eng)}"
+        a1.plot(ev, [p["runs"][eng]["process_wall_seconds"] / 60 for p in pts], "o-", color=c,
+                label=f"{eng} wall")
+        a1.plot(ev, [p["runs"][eng].get("cpu_seconds", np.nan) / 60 for p in pts], "s--",
+                color=c, label=f"{eng} CPU (user+sys)")
+        a2.plot(ev, [(p["runs"][eng].get("cgroup_peak_mb") or np.nan) / 1024 for p in pts],
+                "o-", color=c, label=f"{eng} cgroup peak")
     a1.set(xlabel="events (millions)", ylabel="minutes",
            title=f"fit time, {result['items']:,} items, {result['master']}")
-    a2.set(xlabel="events (millions)", ylabel="peak RSS of the process tree (GB)",
-           title="memory")
+    a2.set(xlabel="events (millions)", ylabel="peak memory of the process tree (GB)",
+           title="memory (cgroup peak: driver, JVM, Python workers)")
     a2.axhline(8, color="grey", ls=":", label="8 GB target")
     for a in (a1, a2):
         a.grid(alpha=0.3)

@@ -66,6 +66,10 @@ def balanced_bounds(cost: np.ndarray, n_chunks: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
+#: :func:`gram_blocks_csr` scans a Gram row against the support map when the row is at most
+#: this many times longer than the support items left, else gallops (measured at 50k items).
+SCAN_FACTOR = 8
+
 if njit is not None:
 
     @njit(cache=True, nogil=True)
@@ -109,9 +113,11 @@ if njit is not None:
         return m
 
     @njit(cache=True, nogil=True)
-    def candidates_csr(indptr, indices, data, rows, counts, shrink, lo, hi,
+    def candidates_csr(starts, ends, indices, data, rows, counts, shrink, lo, hi,
                        out_sup, out_sc):  # pragma: no cover - compiled
-        """Rows ``lo..hi-1`` of a CSR Gram (row ``r`` is item ``rows[r]``): candidates.
+        """Rows ``lo..hi-1`` of a CSR Gram (row ``r`` is item ``rows[r]``, its entries
+        ``indices/data[starts[r]:ends[r]]``, so any subset of a Gram's rows is read in place):
+        candidates.
 
         Writes ``out_sup[r]`` (item indices ascending, ``-1`` padded) and ``out_sc[r]`` (their
         scores ``G / (sqrt(c_i c_j) + shrink)``, 0 at padding) for the ``C = out_sup.shape[1]``
@@ -120,14 +126,14 @@ if njit is not None:
         C = out_sup.shape[1]
         width = 0
         for r in range(lo, hi):
-            width = max(width, indptr[r + 1] - indptr[r])
+            width = max(width, ends[r] - starts[r])
         idx = np.empty(width, np.int64)
         sc = np.empty(width, np.float64)
         for r in range(lo, hi):
             i = rows[r]
             ci = counts[i]
             n = 0
-            for e in range(indptr[r], indptr[r + 1]):
+            for e in range(starts[r], ends[r]):
                 j = indices[e]
                 v = np.float64(data[e])
                 if v > 0 and j != i:
@@ -155,7 +161,12 @@ if njit is not None:
         for g in range(n_groups):
             cnt[g + 1] += cnt[g]
         # entries of each group by member ascending: stable counting sort of a member sort
-        by_member = np.argsort(member, kind="mergesort")
+        ordered = True
+        for e in range(1, n):
+            if member[e] < member[e - 1]:
+                ordered = False
+                break
+        by_member = np.arange(n) if ordered else np.argsort(member, kind="mergesort")
         fill = cnt[:-1].copy()
         slot = np.empty(n, np.int64)
         for q in range(n):
@@ -219,17 +230,40 @@ if njit is not None:
                 b = mid
         return a
 
-    @njit(cache=True, nogil=True)
-    def gram_blocks_csr(indptr, indices, data, targets, supports, lo, hi,
-                        out_blocks, out_rhs):  # pragma: no cover - compiled
-        """Systems ``lo..hi-1`` of equal-width supports from a canonical CSR Gram.
+    @njit(cache=True, nogil=True, inline="always")
+    def _put(blk, rhs, op, oq, m, v):  # pragma: no cover - compiled
+        if op == m:
+            if oq != m:
+                rhs[oq] = v
+        elif oq == m:
+            rhs[op] = v
+        else:
+            blk[op, oq] = v
+            blk[oq, op] = v
+
+    def gram_blocks_csr(indptr, indices, data, targets, supports, lo, hi, out_blocks, out_rhs,
+                        scan=SCAN_FACTOR, pos=None):
+        """Systems ``lo..hi-1`` of equal-width supports from a canonical square CSR Gram.
 
         ``supports`` (T, m): distinct items per target, any order, never the target, no
         padding. Writes ``out_blocks[t] = G[S, S]`` and ``out_rhs[t] = G[S, j]`` (float64 of
-        the exact counts). Per target the support and the target are sorted once; each
-        sorted item's Gram row is intersected with the items after it (upper triangle) by
-        galloping from the smaller side, so a row costs ~ min(row, rest) * log of the other.
+        the exact counts). Per target, the support and the target are sorted once and their
+        positions marked in an items-long map; each sorted item's Gram row is then read from
+        that item on (upper triangle) up to the largest key: scanned against the map when it
+        is at most ``scan`` times longer than the keys left, else galloped through key by key
+        (popular items' long rows). Cost per row ~ min(row, keys * log(row / keys)).
+
+        ``pos``: optional int32 scratch of one entry per item, all -1 (left so on return), to
+        reuse across calls of one thread instead of allocating an items-long map per call.
         """
+        if pos is None:
+            pos = np.full(len(indptr) - 1, -1, np.int32)
+        _gram_blocks(indptr, indices, data, targets, supports, lo, hi, out_blocks, out_rhs,
+                     float(scan), pos)
+
+    @njit(cache=True, nogil=True)
+    def _gram_blocks(indptr, indices, data, targets, supports, lo, hi, out_blocks, out_rhs,
+                     scan, pos):  # pragma: no cover - compiled
         m = supports.shape[1]
         keys = np.empty(m + 1, np.int64)
         for t in range(lo, hi):
@@ -239,6 +273,7 @@ if njit is not None:
             keys[m] = j
             order = np.argsort(keys, kind="mergesort")
             sk = keys[order]
+            top = sk[m]
             blk = out_blocks[t]
             rhs = out_rhs[t]
             for p in range(m):
@@ -246,30 +281,21 @@ if njit is not None:
                     blk[p, q] = 0.0
                 rhs[p] = 0.0
             for p in range(m + 1):
+                pos[sk[p]] = order[p]
+            for p in range(m + 1):
                 a = sk[p]
                 op = order[p]
-                r0 = indptr[a]
                 r1 = indptr[a + 1]
-                r0 = _gallop(indices, r0, r1, a)  # entries >= a: the upper triangle
                 nq = m + 1 - p
-                if r1 - r0 <= nq:  # walk the row, gallop in the keys
-                    q = p
+                r0 = _gallop(indices, indptr[a], r1, a)  # entries >= a: the upper triangle
+                if r1 - r0 <= scan * nq:  # scan the row against the map
                     for e in range(r0, r1):
                         b = indices[e]
-                        q = _gallop(sk, q, m + 1, b)
-                        if q > m:
+                        if b > top:
                             break
-                        if sk[q] == b:
-                            oq = order[q]
-                            v = np.float64(data[e])
-                            if op == m:
-                                if oq != m:
-                                    rhs[oq] = v
-                            elif oq == m:
-                                rhs[op] = v
-                            else:
-                                blk[op, oq] = v
-                                blk[oq, op] = v
+                        oq = pos[b]
+                        if oq >= 0:
+                            _put(blk, rhs, op, oq, m, np.float64(data[e]))
                 else:  # walk the keys, gallop in the row
                     e = r0
                     for q in range(p, m + 1):
@@ -278,16 +304,9 @@ if njit is not None:
                         if e >= r1:
                             break
                         if indices[e] == b:
-                            oq = order[q]
-                            v = np.float64(data[e])
-                            if op == m:
-                                if oq != m:
-                                    rhs[oq] = v
-                            elif oq == m:
-                                rhs[op] = v
-                            else:
-                                blk[op, oq] = v
-                                blk[oq, op] = v
+                            _put(blk, rhs, op, order[q], m, np.float64(data[e]))
+            for p in range(m + 1):
+                pos[sk[p]] = -1
 
     @njit(cache=True, nogil=True)
     def union_sorted(a, b, out):  # pragma: no cover - compiled

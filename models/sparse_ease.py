@@ -20,7 +20,10 @@ per item anyway, so we solve the same ridge regression on a small support per it
    kept weights absorb what the pruned ones did.
 
 Every row of the result has at most K entries, and peak memory grows with the Gram's
-non-zeros (plus ``N x C`` support arrays), never with ``N^2``. The four steps are pure
+non-zeros (plus ``N x C`` support arrays), never with ``N^2``. Each step runs as a compiled
+kernel (:mod:`models.gram_kernel`, numba, threads over chunks) or as the numpy reference here;
+both give the same supports and bit-identical weights, since every system is built from the
+same exact integers and solved at its own width on one BLAS thread. The four steps are pure
 functions on plain arrays so the Spark job (``models/fleet_spark.py``, branch ``spark``) runs
 the very same code inside ``mapInPandas``; see ``/work/coord/NOTES-learner.md`` for the
 contract (inputs, determinism and tie-break rules).
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import numpy as np
 import scipy.sparse as sp
@@ -267,15 +271,10 @@ def candidate_support(
     counts = np.asarray(counts, dtype=np.float64)
     n = G.shape[0]
     if _use_compiled(compiled):
-        out = np.empty((n, n_candidates), dtype=np.int32)
-        out_scores = np.empty((n, n_candidates))
         indptr = G.indptr.astype(np.int64)
-        lens = np.diff(indptr)
-        bounds = gk.balanced_bounds(lens, 8 * gk.n_threads())
-        gk.parallel_chunks(lambda lo, hi: gk.candidates_csr(
-            indptr, G.indices, G.data, rows, counts, float(shrink), lo, hi, out, out_scores),
-            bounds)
-        return (out, out_scores) if return_scores else out
+        out = _candidates_in_place(G, indptr[:-1], indptr[1:], rows, counts, n_candidates,
+                                   shrink)
+        return out if return_scores else out[0]
     out = np.full((n, n_candidates), PAD, dtype=np.int32)
     out_scores = np.zeros((n, n_candidates)) if return_scores else None
     step = max(1, int(4_000_000 // max(1, G.nnz / max(n, 1))))  # ~4M entries per chunk
@@ -304,6 +303,19 @@ def candidate_support(
         if return_scores:
             out_scores[lo + local, pos] = score
     return (out, out_scores) if return_scores else out
+
+
+def _candidates_in_place(G, starts, ends, rows, counts, n_candidates, shrink):
+    """:func:`candidate_support` by the compiled kernel, reading rows ``starts..ends`` of
+    ``G``'s arrays in place; threads over chunks of similar Gram length."""
+    n = len(rows)
+    out = np.empty((n, n_candidates), dtype=np.int32)
+    out_scores = np.empty((n, n_candidates))
+    bounds = gk.balanced_bounds(ends - starts, 8 * gk.n_threads())
+    gk.parallel_chunks(lambda lo, hi: gk.candidates_csr(
+        starts, ends, G.indices, G.data, rows, counts, float(shrink), lo, hi, out, out_scores),
+        bounds)
+    return out, out_scores
 
 
 def reverse_candidates(
@@ -520,25 +532,45 @@ def solve_supports(
     bar = _bar(T, progress)
     if fast:
         indptr = gram.indptr.astype(np.int64)
+        scratch = threading.local()  # one items-long support map per thread, reused
 
     def run(k, _):
         m, idx = jobs[k]
         sup = supports[idx, :m]
         if fast:
+            if not hasattr(scratch, "pos"):
+                scratch.pos = np.full(gram.shape[0], -1, np.int32)
             blocks = np.empty((len(idx), m, m))
             rhs = np.empty((len(idx), m))
             gk.gram_blocks_csr(indptr, gram.indices, gram.data, targets[idx], sup, 0,
-                               len(idx), blocks, rhs)
+                               len(idx), blocks, rhs, pos=scratch.pos)
         else:
             blocks, rhs = gram_blocks(gram, targets[idx], sup)
         out[idx, :m] = solve_systems(blocks, rhs, np.ones((len(idx), m), bool), lam, dropout)
         if bar is not None:
             bar.update(len(idx))
 
-    gk.parallel_chunks(run, [(k, k + 1) for k in range(len(jobs))], threads)
+    with one_blas_thread():  # threads over batches, never inside LAPACK: machine-independent
+        gk.parallel_chunks(run, [(k, k + 1) for k in range(len(jobs))], threads)
     if bar is not None:
         bar.close()
     return out
+
+
+def one_blas_thread():
+    """Context in which BLAS/LAPACK run on one thread (``threadpoolctl``; a no-op without it).
+
+    OpenBLAS's multi-threaded LU rounds differently from its single-threaded one, so the solves
+    run single-threaded wherever they run (the Spark executors set ``OPENBLAS_NUM_THREADS=1``);
+    the cores are used by solving different batches side by side instead.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with the dev/fleet stacks
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1, "blas")
 
 
 def solve_systems(blocks: np.ndarray, rhs: np.ndarray, valid: np.ndarray, lam: float,
@@ -553,6 +585,10 @@ def solve_systems(blocks: np.ndarray, rhs: np.ndarray, valid: np.ndarray, lam: f
     them from a broadcast interaction matrix). ``blocks`` (T, S, S) and ``rhs`` (T, S) must be
     zero at padding (as :func:`gram_blocks` returns them): padding rows then read
     ``lam * w = 0``. ``blocks`` is modified in place.
+
+    :func:`solve_supports` calls this on systems of exactly their own width ``m`` (no padding),
+    on one BLAS thread (:func:`one_blas_thread`): an engine that does the same gets
+    bit-identical weights, however it partitions the targets.
     """
     d = np.arange(blocks.shape[-1])
     blocks[:, d, d] += lam + dropout * blocks[:, d, d]
@@ -702,9 +738,9 @@ def fit_sparse_ease(
     # only items co-watched with another item can have candidates (rows with > 1 entry)
     items = np.flatnonzero(np.diff(G.indptr) > (counts > 0))
     if fast:  # the kernel reads the rows in place (no row-sliced copy of the Gram)
-        fwd, scores = candidate_support(G, np.arange(n), counts, n_candidates, shrink,
-                                        return_scores=True, compiled=True)
-        fwd, scores = fwd[items], scores[items]
+        indptr = G.indptr.astype(np.int64)
+        fwd, scores = _candidates_in_place(G, indptr[items], indptr[items + 1], items, counts,
+                                           n_candidates, shrink)
     else:
         step = max(1, int(len(items) * 4e6 // max(G.nnz, 1)))  # row chunks of ~4M entries
         parts = [candidate_support(G[items[lo:lo + step]], items[lo:lo + step], counts,

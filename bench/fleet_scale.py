@@ -118,7 +118,8 @@ def worker(args) -> None:
     Path(args.result_out).write_text(json.dumps(out, default=float))
 
 
-def _tree_sample(pid: int, peaks: dict) -> int:
+def _tree_sample(pid: int, peaks: dict, cpu: dict) -> int:
+    """RSS of the tree now; updates each process's ``VmHWM`` and CPU seconds seen so far."""
     import psutil
 
     try:
@@ -133,14 +134,25 @@ def _tree_sample(pid: int, peaks: dict) -> int:
                 st = dict(line.split(":", 1) for line in fh if ":" in line)
             rss = int(st["VmRSS"].split()[0]) * 1024
             hwm = int(st["VmHWM"].split()[0]) * 1024
-        except (OSError, KeyError, ValueError):
+            t = pr.cpu_times()
+        except (OSError, KeyError, ValueError, psutil.Error):
             continue
         total += rss
         peaks[pr.pid] = max(peaks.get(pr.pid, 0), hwm)
+        cpu[pr.pid] = t.user + t.system
     return total
 
 
 def run_engine(engine: str, point: dict, args) -> dict:
+    """One engine's fit in a child process tree, sampled every 0.2 s, in its own cgroup.
+
+    Figures: wall time; CPU seconds (user + sys) of every process of the tree (the last sample
+    of each, plus the root's exact rusage); the largest RSS sum at one sample, the sum of each
+    process's ``VmHWM``, and the cgroup's peak charge (``memory.max_usage_in_bytes``: RSS plus
+    the page cache the run touched) under a ``--memory-limit-mb`` limit.
+    """
+    from device.cgroup import Cgroup, CgroupUnavailable
+
     d = Path(point["dir"])
     table_out, result_out = d / f"table-{engine}.npz", d / f"result-{engine}.json"
     cmd = [sys.executable, __file__, "--worker", engine, "--train", str(d / "train.parquet"),
@@ -152,30 +164,52 @@ def run_engine(engine: str, point: dict, args) -> dict:
         z = np.load(table_out)
         res["_table"] = (z["neighbours"], z["weights"], z["popularity"])
         return res
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TVREC_NO_PROGRESS="1")
+    try:
+        cg = Cgroup.create(f"fleet-{engine}-{point['n_events']}", memory_mb=args.memory_limit_mb,
+                           cpu_quota=float(os.cpu_count() or 2), cpu=None)
+    except CgroupUnavailable as why:
+        print(f"   (no cgroup: {why}; peak from samples only)", flush=True)
+        cg = None
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env)
+    load0 = os.getloadavg()
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=cg.enter_preexec if cg else None)
     peaks: dict = {}
+    cpu: dict = {}
     best = [0]
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
-            best[0] = max(best[0], _tree_sample(proc.pid, peaks))
+            best[0] = max(best[0], _tree_sample(proc.pid, peaks, cpu))
             stop.wait(0.2)
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    rc = proc.wait()
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
     th.join()
-    if rc != 0:
-        raise SystemExit(f"{engine} worker failed (exit {rc})")
+    if cg:  # the JVM's last processes may outlive the root by a moment
+        for _ in range(100):
+            if not any((d / "cgroup.procs").read_text().strip() for d in cg.dirs.values()):
+                break
+            time.sleep(0.1)
+    cg_stats = cg.stats() if cg else {}
+    if cg:
+        cg.remove()
+    if proc.returncode != 0:
+        raise SystemExit(f"{engine} worker failed (exit {proc.returncode}; cgroup {cg_stats})")
     res = json.loads(result_out.read_text())
     res["process_wall_seconds"] = time.perf_counter() - t0
+    cpu[proc.pid] = ru.ru_utime + ru.ru_stime  # the root exactly (its own, waited-for children)
+    res["cpu_seconds"] = sum(cpu.values())
     res["peak_tree_rss_mb"] = best[0] / 2**20
     res["sum_vmhwm_mb"] = sum(peaks.values()) / 2**20
-    res["loadavg_during"] = os.getloadavg()
+    res["cgroup_peak_mb"] = cg_stats.get("memory_peak_mb")
+    res["cgroup_oom_kills"] = cg_stats.get("oom_kills")
+    res["loadavg_before"] = load0
+    res["loadavg_after"] = os.getloadavg()
     result_out.write_text(json.dumps(res, default=float))
     z = np.load(table_out)
     res["_table"] = (z["neighbours"], z["weights"], z["popularity"])
@@ -222,7 +256,7 @@ def bm25_table(train_profile, train_item, n_items: int, K: int = 64):
 
 def ndcg_tables(point: dict, tables: dict, n_users: int, seed: int = 0) -> dict:
     """NDCG@10 of each table (device scorer) on a seeded sample of held-out profiles."""
-    from device.cf import NeighbourTable, recommend
+    from device.cf import ItemIndex, NeighbourTable, recommend
     from models.evaluate import ndcg_at_k
     from models.synth_logs import item_ids
 
@@ -241,6 +275,7 @@ def ndcg_tables(point: dict, tables: dict, n_users: int, seed: int = 0) -> dict:
     for name, (nb, wt, pop) in tables.items():
         table = NeighbourTable(item_ids=ids.astype(object), neighbours=nb, weights=wt,
                                popularity=pop)
+        index = ItemIndex(table.item_ids)  # once per table (building one is O(N))
         recs, rel = [], []
         for u in users:
             a, b = np.searchsorted(tp_s, [u, u + 1])
@@ -254,7 +289,8 @@ def ndcg_tables(point: dict, tables: dict, n_users: int, seed: int = 0) -> dict:
                 seen = set(hist.tolist())
                 recs.append([ids[j] for j in order[: 10 + len(seen)] if j not in seen][:10])
             else:
-                r = recommend(table, ids[hist], np.ones(len(hist)), n=10, exclude=ids[hist])
+                r = recommend(table, ids[hist], np.ones(len(hist)), n=10, index=index,
+                              history_rows=hist, exclude_rows=hist)
                 recs.append([x.item_id for x in r])
             rel.append(truth)
         out[name] = ndcg_at_k(recs, rel, 10)
@@ -299,29 +335,27 @@ def stage_cpu(point: dict, n_blocks: int = 12, seed: int = 0) -> dict:
     block = fs.ITEMS_PER_BLOCK
     n_all = (N + block - 1) // block
     picks = np.sort(rng.choice(n_all, size=min(n_blocks, n_all), replace=False))
-    fs.first_pass_block(X, 0, 8, lam)  # compile the kernel outside the timing
+    fs.solve_supports_x(X, np.arange(8), np.arange(1, 9)[:, None], lam)  # compile the kernel
     gram = solve1 = prune = solve2 = 0.0
     nnz = 0
     for b in picks:
         lo, hi = int(b) * block, min(N, (int(b) + 1) * block)
         c0 = time.process_time()
-        G = X.gram_rows(lo, hi)
-        from models.sparse_ease import candidate_support
-
-        sup = candidate_support(G, np.arange(lo, hi), X.counts)
+        a, j, _, block_nnz = fs.candidate_block(X, lo, hi)
         c1 = time.process_time()
-        has = (sup >= 0).any(axis=1)
-        w = fs.solve_supports_x(X, np.arange(lo, hi)[has], sup[has], lam)
+        # the block's forward candidates stand in for the united supports of the job
+        t, sup = fs.driver_supports(a, j, np.zeros(len(a)), fs.DEFAULT_CANDIDATES)
+        w = fs.solve_supports_x(X, t, sup, lam)
         c2 = time.process_time()
         # pruning sees whole rows in the job; here the block's own triplets stand in for them
-        v = sup[has] >= 0
-        tg = np.broadcast_to(np.arange(lo, hi)[has][:, None], sup[has].shape)
-        k = keep_top_k(sup[has][v], tg[v], w[v], 64)
+        v = sup >= 0
+        tg = np.broadcast_to(t[:, None], sup.shape)
+        k = keep_top_k(sup[v], tg[v], w[v], 64)
         c3 = time.process_time()
-        fs.resolve_block(X, sup[has][v][k].astype(np.int64), tg[v][k].astype(np.int64), lam)
+        fs.resolve_block(X, sup[v][k].astype(np.int64), tg[v][k].astype(np.int64), lam)
         c4 = time.process_time()
         gram, solve1, prune, solve2 = gram + c1 - c0, solve1 + c2 - c1, prune + c3 - c2, solve2 + c4 - c3
-        nnz += G.nnz
+        nnz += block_nnz
     f = n_all / len(picks)
     return {"kept_events": int(keep.sum()), "n_profiles": int(u.max()) + 1,
             "broadcast_bytes": int(X.indices.nbytes + X.r_indices.nbytes + X.indptr.nbytes
@@ -343,6 +377,8 @@ def main(argv=None) -> int:
     ap.add_argument("--engines", default="local,spark")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--driver-memory", default="3g")
+    ap.add_argument("--memory-limit-mb", type=float, default=12288,
+                    help="cgroup memory limit of each engine's process tree (the target is 8 GB)")
     ap.add_argument("--eval-users", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cpu-only", action="store_true",
@@ -351,6 +387,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-reuse", dest="reuse", action="store_false",
                     help="re-run engines whose table and figures are already in --work")
     ap.add_argument("--out", default=str(RESULTS / "fleet_scale.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="add this run's points (and engines) to those already in --out")
     ap.add_argument("--plot", default=str(RESULTS / "fleet_scale.png"))
     # worker mode (internal)
     ap.add_argument("--worker", choices=["local", "spark"])
@@ -391,8 +429,11 @@ def main(argv=None) -> int:
             r = run_engine(engine, point, args)
             tables[engine] = r.pop("_table")
             runs[engine] = r
-            print(f"   {engine}: {r['process_wall_seconds']:.0f} s, peak tree RSS "
-                  f"{r['peak_tree_rss_mb']:.0f} MB", flush=True)
+            print(f"   {engine}: {r['process_wall_seconds']:.0f} s wall, "
+                  f"{r.get('cpu_seconds', float('nan')):.0f} CPU s, peak tree RSS "
+                  f"{r['peak_tree_rss_mb']:.0f} MB, cgroup peak {r.get('cgroup_peak_mb')} MB, "
+                  f"load {r.get('loadavg_before', [0])[0]:.1f} -> "
+                  f"{r.get('loadavg_after', [0])[0]:.1f}", flush=True)
         z = np.load(Path(point["dir"]) / "held.npz")
         t0 = time.perf_counter()
         nb, wt = bm25_table(z["train_profile"], z["train_item"], args.items)
@@ -410,28 +451,46 @@ def main(argv=None) -> int:
                        "rows_identical_local_vs_spark": same,
                        "loadavg_before": load0, "loadavg_after": os.getloadavg()})
         print(f"   NDCG@10 {json.dumps({k: round(v, 4) for k, v in ndcg.items()})}", flush=True)
-
-    result = {"items": args.items, "master": args.master, "driver_memory": args.driver_memory,
-              "cores": os.cpu_count(), "points": points,
-              "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
-    print_table(result)
-    plot(result, args.plot)
+        write_results(args, points)  # after every point: a long run's finished points survive
+    print_table(json.loads(Path(args.out).read_text()))
     return 0
 
 
+def write_results(args, points: list) -> None:
+    if args.merge and Path(args.out).is_file():  # points of an earlier run, by size
+        old = {p["n_events"]: p for p in json.loads(Path(args.out).read_text())["points"]}
+        for p in points:
+            if p["n_events"] in old:
+                q = old[p["n_events"]]
+                p = {**q, **p, "runs": {**q["runs"], **p["runs"]},
+                     "ndcg@10": {**q["ndcg@10"], **p["ndcg@10"]}}
+            old[p["n_events"]] = p
+        points = [old[k] for k in sorted(old)]
+    result = {"items": args.items, "master": args.master, "driver_memory": args.driver_memory,
+              "memory_limit_mb": args.memory_limit_mb, "cores": os.cpu_count(),
+              "command": " ".join(sys.argv), "points": points,
+              "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+    plot(result, args.plot)
+
+
 def print_table(result: dict) -> None:
-    print(f"\n{'events':>11s} {'engine':>6s} {'wall s':>8s} {'s/M ev':>7s} {'peak MB':>8s} "
-          f"{'shuffle MB':>10s} {'NDCG@10':>8s} {'BM25':>6s} {'pop':>6s} {'load':>5s}")
+    print(f"\n{'events':>11s} {'engine':>6s} {'wall s':>7s} {'CPU s':>7s} {'CPU s/M':>7s} "
+          f"{'tree MB':>8s} {'cgroup MB':>9s} {'shuffle MB':>10s} {'NDCG@10':>8s} {'BM25':>6s} "
+          f"{'pop':>6s} {'load':>5s}")
     for p in result["points"]:
         for eng, r in p["runs"].items():
             sh = r.get("shuffle_bytes")
-            print(f"{p['n_events']:>11,d} {eng:>6s} {r['process_wall_seconds']:8.0f} "
-                  f"{r['process_wall_seconds'] / p['n_events'] * 1e6:7.1f} "
-                  f"{r['peak_tree_rss_mb']:8.0f} {(sh / 2**20 if sh is not None else 0):10.1f} "
-                  f"{p['ndcg@10'][eng]:8.4f} {p['ndcg@10']['bm25']:6.4f} "
-                  f"{p['ndcg@10']['popularity']:6.4f} {p['loadavg_before'][0]:5.1f}")
+            cg = r.get("cgroup_peak_mb")
+            print(f"{p['n_events']:>11,d} {eng:>6s} {r['process_wall_seconds']:7.0f} "
+                  f"{r.get('cpu_seconds', float('nan')):7.0f} "
+                  f"{r.get('cpu_seconds', float('nan')) / p['n_events'] * 1e6:7.1f} "
+                  f"{r['peak_tree_rss_mb']:8.0f} {(cg if cg is not None else float('nan')):9.0f} "
+                  f"{(sh / 2**20 if sh is not None else 0):10.1f} "
+                  f"{p['ndcg@10'].get(eng, float('nan')):8.4f} {p['ndcg@10']['bm25']:6.4f} "
+                  f"{p['ndcg@10']['popularity']:6.4f} "
+                  f"{r.get('loadavg_before', p['loadavg_before'])[0]:5.1f}")
 
 
 def plot(result: dict, path: str) -> None:
@@ -441,19 +500,25 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    ev = [p["n_events"] / 1e6 for p in result["points"]]
-    for eng in result["points"][0]["runs"]:
-        a1.plot(ev, [p["runs"][eng]["process_wall_seconds"] / 60 for p in result["points"]],
-                "o-", label=eng)
-        a2.plot(ev, [p["runs"][eng]["peak_tree_rss_mb"] / 1024 for p in result["points"]],
-                "o-", label=eng)
-    a1.set(xlabel="events (millions)", ylabel="wall time (min)", title="fit time, 100k items")
-    a2.set(xlabel="events (millions)", ylabel="peak RSS of the process tree (GB)",
-           title="memory")
+    engines = sorted({e for p in result["points"] for e in p["runs"]})
+    for eng in engines:
+        pts = [p for p in result["points"] if eng in p["runs"]]
+        ev = [p["n_events"] / 1e6 for p in pts]
+        c = f"C{engines.index(eng)}"
+        a1.plot(ev, [p["runs"][eng]["process_wall_seconds"] / 60 for p in pts], "o-", color=c,
+                label=f"{eng} wall")
+        a1.plot(ev, [p["runs"][eng].get("cpu_seconds", np.nan) / 60 for p in pts], "s--",
+                color=c, label=f"{eng} CPU (user+sys)")
+        a2.plot(ev, [(p["runs"][eng].get("cgroup_peak_mb") or np.nan) / 1024 for p in pts],
+                "o-", color=c, label=f"{eng} cgroup peak")
+    a1.set(xlabel="events (millions)", ylabel="minutes",
+           title=f"fit time, {result['items']:,} items, {result['master']}")
+    a2.set(xlabel="events (millions)", ylabel="peak memory of the process tree (GB)",
+           title="memory (cgroup peak: driver, JVM, Python workers)")
     a2.axhline(8, color="grey", ls=":", label="8 GB target")
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend()
+        a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -1,28 +1,28 @@
 """Fleet learning on Apache Spark: the device's neighbour table from a whole fleet's watch logs.
 
-The same algorithm as the in-process learner (:mod:`models.cowatch`), split into Spark stages
+The in-process learner (:mod:`models.sparse_ease`, ``SparseEASEModel``) split into Spark stages
 so that it runs where a platform's logs already live (local mode on a laptop or in CI; a
-standalone, YARN or Kubernetes cluster in production):
+standalone, YARN or Kubernetes cluster in production). Every step of the algorithm is the
+learner's own public function, called by the executors on their blocks of items, so the two
+engines give the same table by construction (bit for bit on ML-100K, a CI test):
 
 1. **read** the log (watch-event CSV, MovieLens ``ratings.csv`` / ``u.data``, or Parquet with
    the same columns; any Hadoop path: ``s3a://``, ``gs://``, ``abfss://``, ``hdfs://`` or local);
-2. **cap** each profile's history with the in-process learner's rule (distinct items, the most
-   recent ``H`` kept) -- a Spark window, giving exactly the kept events of the in-process
-   learner;
-3. **gram**: the item-item co-counts as a distributed sparse table. Each partition of profiles
-   computes its own ``X_p^T X_p`` with scipy (upper triangle), and a ``groupBy(i, j).sum``
-   adds the partitions up -- fewer shuffled rows than a self-join on the profile;
-4. **candidates**: each item's candidate support from its Gram row (the learner's rule),
-   ``applyInPandas`` on buckets of items so numpy sees thousands of rows per call;
-5. **solve**: each item's ridge regression on its support, in parallel, numpy inside
-   ``applyInPandas``. The Gram blocks ``G[S, S]`` are built on the executors from the
-   **broadcast** binary interaction matrix (users x items, CSC + CSR: 4 bytes per kept event
-   each way): joining a Gram block per item would shuffle ~|S|^2 rows per item (1.6 billion for
-   100k items at |S| = 128);
-6. **table**: each item's K neighbours and weights, collected to the driver as the bundle's
-   ``[N, K]`` arrays (:class:`device.cf.NeighbourTable`).
-
-λ is chosen on the driver by the learner's own function from what the driver collects.
+2. **cap** each profile's history with the in-process rule (``models.cowatch.cap_histories``:
+   distinct items, the most recent ``H`` kept) -- a Spark window keeping exactly its events;
+3. **broadcast** the binary profiles x items matrix (CSC + CSR: 4 bytes per kept event each
+   way) to the executors; λ by the learner's ``choose_lambda`` from the item counts;
+4. **candidates**: per block of 512 items, its Gram rows ``X[:, block]^T X`` computed from the
+   broadcast matrix (the distributed co-count table, never gathered whole) and the learner's
+   ``candidate_support``; the driver unites forward and reverse candidates with the learner's
+   ``reverse_candidates`` / ``union_supports`` (N x C integers);
+5. **solve**: each item's ridge regression on its support, the learner's ``solve_systems`` on
+   blocks ``G[S, S]`` built by a compiled kernel from the broadcast matrix (joining a Gram block
+   per item would shuffle ~|S|^2 rows per item: 1.6 billion at 100k items, |S| = 128); then
+   each row's K best positive weights at the shipped precision (``keep_top_k`` on
+   ``shipped_weights``, grouped by row: one shuffle);
+6. **resolve** each target on the rows that kept it (grouped by target: one shuffle), and the
+   **table**: the bundle's ``[N, K]`` arrays (:class:`device.cf.NeighbourTable`) on the driver.
 
 Usage (library)::
 
@@ -30,15 +30,15 @@ Usage (library)::
     spark = spark_session("local[2]")
     result = fit_log(spark, "s3a://logs/events/*.parquet", item_ids)
     result.table          # NeighbourTable: neighbours/weights [N, K], popularity, item_ids
-    result.stage_seconds  # {"read": ..., "cap": ..., "gram": ..., "candidates": ..., ...}
+    result.stage_seconds  # {"read": ..., "cap": ..., "broadcast": ..., "candidates": ..., ...}
 
 Usage (cluster)::
 
     spark-submit --master yarn models/fleet_spark.py --log s3a://logs/events/ \\
         --items s3a://logs/items.csv --out /data/bundle-table
 
-which writes ``table.npz`` (+ ``report.json``) for ``tvrec bundle build --table``-style use,
-or run ``tvrec bundle build ... --engine spark --spark-master URL`` to get a whole bundle.
+which writes ``table.npz`` (+ ``report.json``); ``tvrec bundle build ... --engine spark
+--spark-master URL`` runs the same job and writes a whole bundle.
 """
 
 from __future__ import annotations
@@ -54,15 +54,14 @@ import numpy as np
 if __name__ == "__main__":  # spark-submit runs this file as a script: the repository on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from device.cf import PAD, NeighbourTable  # noqa: E402
+from device.cf import NeighbourTable  # noqa: E402
 from device.errors import DataFormatError  # noqa: E402
 from models.cowatch import DEFAULT_K, HISTORY_CAP  # noqa: E402
+from models.fleet_blocks import (  # noqa: E402,F401 -- the per-block steps, re-exported
+    ITEMS_PER_BLOCK, Interactions, candidate_block, driver_supports, one_blas_thread,
+    resolve_block, solve_supports_x, table_from_weights)
 from models.sparse_ease import (  # noqa: E402
-    DEFAULT_CANDIDATES, DEFAULT_DROPOUT, DEFAULT_SHRINK, choose_lambda)
-
-#: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
-ITEMS_PER_BLOCK = 512
-
+    DEFAULT_CANDIDATES, choose_lambda, shipped_weights)
 
 # ---------------------------------------------------------------------------- session
 
@@ -231,274 +230,6 @@ class FleetResult:
         }
 
 
-# ------------------------------------------------------------- per-block numpy (shared)
-#
-# The algorithm's steps are the in-process learner's own functions (models/sparse_ease.py:
-# candidate_support, keep_top_k, choose_lambda; models/cowatch.py: the history-cap rule). What
-# is Spark's own is where the Gram entries come from: each task computes them from the
-# broadcast interaction matrix instead of reading a whole Gram CSR.
-
-class Interactions:
-    """The binary users x items matrix both ways (CSC: item -> users; CSR: user -> items).
-
-    What the executors get by broadcast: 2 x 4 bytes per kept event, plus the pointers. From it
-    a task computes any block of Gram rows (:meth:`gram_rows`) and any dense Gram block
-    (:meth:`gram_block`) without a shuffle.
-    """
-
-    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int):
-        import scipy.sparse as sp
-
-        X = sp.csc_matrix((np.ones(len(users), dtype=np.float32), (users, items)),
-                          shape=(n_users, n_items))
-        X.sum_duplicates()
-        self.indptr = X.indptr.astype(np.int64)
-        self.indices = X.indices.astype(np.int32)
-        R = X.tocsr()
-        self.r_indptr = R.indptr.astype(np.int64)
-        self.r_indices = R.indices.astype(np.int32)
-        self.n_users, self.n_items = n_users, n_items
-        self._scratch = {}
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}
-
-    def __setstate__(self, s):
-        self.__dict__.update(s)
-        self._scratch = {}
-
-    @property
-    def counts(self) -> np.ndarray:
-        """``G[i, i]``: kept events per item."""
-        return np.diff(self.indptr).astype(np.float64)
-
-    def _csr(self):
-        if "csr" not in self._scratch:
-            import scipy.sparse as sp
-
-            ones = np.ones(len(self.r_indices), dtype=np.int32)
-            self._scratch["csr"] = sp.csr_matrix((ones, self.r_indices, self.r_indptr),
-                                                 shape=(self.n_users, self.n_items))
-        return self._scratch["csr"]
-
-    def gram_rows(self, lo: int, hi: int):
-        """Gram rows ``lo..hi-1`` as CSR ``(hi - lo) x n_items``: ``X[:, lo:hi]^T X``.
-
-        The CSC columns of the block read as CSR rows, times the CSR matrix: exact counts.
-        """
-        import scipy.sparse as sp
-
-        a, b = self.indptr[lo], self.indptr[hi]
-        XtB = sp.csr_matrix((np.ones(b - a, dtype=np.int32), self.indices[a:b],
-                             self.indptr[lo:hi + 1] - a), shape=(hi - lo, self.n_users))
-        G = (XtB @ self._csr()).tocsr()
-        G.sort_indices()
-        return G
-
-    def gram_block(self, S: np.ndarray) -> np.ndarray:
-        """Dense ``G[S, S]`` (co-counts, diagonal = item counts) for distinct items ``S``."""
-        S = np.asarray(S, dtype=np.int64)
-        if _block_counts is not None:
-            if "head" not in self._scratch:
-                self._scratch["head"] = np.full(self.n_users, -1, dtype=np.int64)
-            out = np.zeros((len(S), len(S)), dtype=np.float64)
-            _block_counts(self.indptr, self.indices, S, self._scratch["head"], out)
-            return out
-        import scipy.sparse as sp
-
-        X = sp.csc_matrix((np.ones(len(self.indices), np.float32), self.indices, self.indptr),
-                          shape=(self.n_users, self.n_items))
-        Xs = X[:, S]
-        return (Xs.T @ Xs).toarray().astype(np.float64)
-
-
-def _make_block_counts():
-    """A compiled kernel for Gram blocks (numba), or None (then scipy does it, ~5x slower).
-
-    Per block: link every (user, position) of the items' user lists into per-user chains
-    (``head``: one slot per user, restored to -1 after), then add each touched user's pairs.
-    Cost: the items' counts plus the sum over users of (items of S they watched)^2.
-    """
-    try:
-        from numba import njit
-    except ImportError:
-        return None
-
-    @njit(cache=True, nogil=True)
-    def block_counts(indptr, indices, S, head, out):  # pragma: no cover - compiled
-        m = len(S)
-        L = 0
-        for p in range(m):
-            L += indptr[S[p] + 1] - indptr[S[p]]
-        pos = np.empty(L, np.int32)
-        nxt = np.empty(L, np.int64)
-        touched = np.empty(L, np.int64)
-        nt = 0
-        k = 0
-        for p in range(m):
-            a = S[p]
-            for e in range(indptr[a], indptr[a + 1]):
-                u = indices[e]
-                if head[u] == -1:
-                    touched[nt] = u
-                    nt += 1
-                pos[k] = p
-                nxt[k] = head[u]
-                head[u] = k
-                k += 1
-        for q in range(nt):
-            u = touched[q]
-            x = head[u]
-            while x != -1:
-                px = pos[x]
-                out[px, px] += 1.0
-                y = nxt[x]
-                while y != -1:
-                    py = pos[y]
-                    out[px, py] += 1.0
-                    out[py, px] += 1.0
-                    y = nxt[y]
-                x = nxt[x]
-            head[u] = -1
-
-    return block_counts
-
-
-_block_counts = _make_block_counts()
-
-
-def solve_supports_x(X: Interactions, targets: np.ndarray, supports: np.ndarray, lam: float,
-                     batch: int = 256, dropout: float = DEFAULT_DROPOUT) -> np.ndarray:
-    """:func:`models.sparse_ease.solve_supports` with the blocks built from ``X``.
-
-    Same inputs (``-1``-padded supports per target, valid entries first) and output
-    (``weights[t, s] = W[supports[t, s], targets[t]]``, 0 at padding); the blocks hold the same
-    exact integers and each system is solved on its own by ``numpy.linalg.solve``. Systems are
-    solved at their own size (grouped by it), not padded to the widest: on sparse logs most
-    supports are far shorter than the candidate count, and a padded 128 x 128 solve costs the
-    same whatever its support.
-    """
-    supports = np.asarray(supports, dtype=np.int64)
-    targets = np.asarray(targets, dtype=np.int64)
-    T, S = supports.shape
-    out = np.zeros((T, S))
-    m_all = (supports >= 0).sum(axis=1)
-    for m in np.unique(m_all):
-        if m == 0:
-            continue
-        rows = np.flatnonzero(m_all == m)
-        for lo in range(0, len(rows), batch):
-            rr = rows[lo:lo + batch]
-            blocks = np.empty((len(rr), m, m))
-            rhs = np.empty((len(rr), m))
-            for n, r in enumerate(rr):
-                G = X.gram_block(np.concatenate([[targets[r]], supports[r, :m]]))
-                blocks[n] = G[1:, 1:]
-                rhs[n] = G[1:, 0]
-            # the learner's penalty: lam + dropout * each regressor's own count (EDLAE-style)
-            d = np.arange(m)
-            blocks[:, d, d] += lam + dropout * blocks[:, d, d]
-            out[rr, :m] = np.linalg.solve(blocks, rhs[:, :, None])[:, :, 0]
-    return out
-
-
-def candidate_block(X: Interactions, lo: int, hi: int,
-                    n_candidates: int = DEFAULT_CANDIDATES, shrink: float = DEFAULT_SHRINK):
-    """Targets ``lo..hi-1``: their Gram rows -> forward candidates with their scores.
-
-    Returns triplets ``(item, candidate, score)`` and the block's off-diagonal Gram entries.
-    """
-    from models.sparse_ease import candidate_support
-
-    G = X.gram_rows(lo, hi)
-    items = np.arange(lo, hi)
-    sup, sc = candidate_support(G, items, X.counts, n_candidates, shrink, return_scores=True)
-    valid = sup >= 0
-    a = np.broadcast_to(items[:, None], sup.shape)[valid]
-    nnz = G.nnz - int((X.counts[lo:hi] > 0).sum())
-    return a.astype(np.int64), sup[valid].astype(np.int64), sc[valid], nnz
-
-
-def driver_supports(a: np.ndarray, j: np.ndarray, score: np.ndarray, n_candidates: int):
-    """Forward candidates united with the reverse ones, as the in-process learner does.
-
-    ``(a, j, score)``: every item's forward candidates (long form). Returns ``(targets,
-    supports)`` (``-1``-padded), the input of the first ridge solves.
-    """
-    from models.sparse_ease import reverse_candidates, union_supports
-
-    order = np.lexsort((j, a))
-    a, j, score = a[order], j[order], score[order]
-    items, start, n = np.unique(a, return_index=True, return_counts=True)
-    pos = np.arange(len(a)) - np.repeat(start, n)
-    row = np.repeat(np.arange(len(items)), n)
-    fwd = np.full((len(items), n_candidates), -1, dtype=np.int32)
-    sc = np.zeros((len(items), n_candidates))
-    fwd[row, pos] = j
-    sc[row, pos] = score
-    rev = reverse_candidates(items, fwd, sc, n_candidates)
-    sup = union_supports(fwd, rev)
-    has = (sup[:, 0] >= 0) if sup.shape[1] else np.zeros(len(items), bool)
-    return items[has], sup[has]
-
-
-def first_pass_block(X: Interactions, lo: int, hi: int, lam: float,
-                     n_candidates: int = DEFAULT_CANDIDATES, shrink: float = DEFAULT_SHRINK):
-    """Targets ``lo..hi-1``: their Gram rows -> candidates -> ridge weights on them.
-
-    Returns triplets ``(rows, targets, weights)`` (``W[row, target]``, rows = the candidates)
-    and the block's off-diagonal Gram entries (for reports).
-    """
-    from models.sparse_ease import candidate_support
-
-    G = X.gram_rows(lo, hi)
-    items = np.arange(lo, hi)
-    sup = candidate_support(G, items, X.counts, n_candidates, shrink)
-    has = (sup >= 0).any(axis=1)
-    targets, sup = items[has], sup[has]
-    w = solve_supports_x(X, targets, sup, lam)
-    valid = sup >= 0
-    tgt = np.broadcast_to(targets[:, None], sup.shape)
-    nnz = G.nnz - int((X.counts[lo:hi] > 0).sum())
-    return sup[valid].astype(np.int64), tgt[valid].astype(np.int64), w[valid], nnz
-
-
-def resolve_block(X: Interactions, rows: np.ndarray, targets: np.ndarray, lam: float,
-                  dropout: float = DEFAULT_DROPOUT):
-    """Re-solve each target on the rows that kept it: triplets in, triplets out."""
-    from models.sparse_ease import PAD
-
-    order = np.lexsort((rows, targets))
-    rows, targets = rows[order], targets[order]
-    uniq, start, n = np.unique(targets, return_index=True, return_counts=True)
-    sup = np.full((len(uniq), int(n.max()) if len(n) else 0), PAD, dtype=np.int64)
-    pos = np.arange(len(rows)) - np.repeat(start, n)
-    sup[np.repeat(np.arange(len(uniq)), n), pos] = rows
-    w = solve_supports_x(X, uniq, sup, lam, dropout=dropout)
-    valid = sup >= 0
-    tgt = np.broadcast_to(uniq[:, None], sup.shape)
-    return sup[valid], tgt[valid], w[valid]
-
-
-def table_from_weights(src, dst, w, item_ids, counts, K: int) -> NeighbourTable:
-    """The bundle's arrays: per row its weights sorted descending (ties by smaller id)."""
-    n = len(item_ids)
-    neighbours = np.full((n, K), PAD, dtype=np.int32)
-    weights = np.zeros((n, K), dtype=np.float32)
-    keep = w != 0
-    src, dst, w = src[keep], dst[keep], w[keep]
-    order = np.lexsort((dst, -w, src))
-    src, dst, w = src[order], dst[order], w[order]
-    start = np.searchsorted(src, np.arange(n))
-    rank = np.arange(len(src)) - start[src]
-    ok = rank < K
-    neighbours[src[ok], rank[ok]] = dst[ok]
-    weights[src[ok], rank[ok]] = w[ok]
-    return NeighbourTable(item_ids=np.asarray([str(i) for i in item_ids], dtype=object),
-                          neighbours=neighbours, weights=weights,
-                          popularity=np.log1p(np.asarray(counts, dtype=np.float64)).astype(np.float32))
-
-
 # ------------------------------------------------------------------------- Spark job
 
 class _Stages:
@@ -614,31 +345,40 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     del X
     st.done("broadcast", f"{n_users:,} profiles, lambda {lam:.1f}")
 
-    # -- gram + candidates + first solves: one task per block of target items, no shuffle.
-    # Each task computes its Gram rows X[:, block]^T X from the broadcast matrix (the
-    # distributed co-count table, never materialised whole), picks candidates, solves.
+    # -- gram + candidates: one task per block of target items, no shuffle. Each task
+    # computes its Gram rows X[:, block]^T X from the broadcast matrix (the distributed
+    # co-count table, never materialised whole) and picks candidates with the learner's
+    # candidate_support; a row (-1, block, nnz) carries the block's stored Gram entries.
     block = ITEMS_PER_BLOCK
     n_blocks = (N + block - 1) // block
-    gram_nnz = sc.accumulator(0)
 
     def cands(batches):
         for b in batches:
             for blk in b["blk"].to_numpy():
                 lo, hi = int(blk) * block, min(N, (int(blk) + 1) * block)
-                a, j, sc, nnz = candidate_block(bX.value, lo, hi, n_candidates)
-                gram_nnz.add(int(nnz))
-                yield pd.DataFrame({"a": a.astype(np.int32), "j": j.astype(np.int32), "s": sc})
+                a, j, s, nnz = candidate_block(bX.value, lo, hi, n_candidates)
+                yield pd.DataFrame({"a": np.r_[a, -1].astype(np.int32),
+                                    "j": np.r_[j, blk].astype(np.int32),
+                                    "s": np.r_[s, float(nnz)]})
 
     blocks = spark.createDataFrame(pd.DataFrame({"blk": np.arange(n_blocks, dtype=np.int32)}))
     blocks = blocks.repartition(min(n_blocks, max(sc.defaultParallelism * 4, 1)), "blk")
     fwd = blocks.mapInPandas(cands, "a int, j int, s double").toPandas()
-    # the reverse candidates need every item's list: N x C integers, united on the driver
+    meta = fwd["a"].to_numpy() < 0
+    gram_nnz = int(fwd["s"].to_numpy()[meta].sum())  # whole Gram, diagonal included
+    n_diag = int((counts > 0).sum())
+    fwd = fwd[~meta]
+    # the reverse candidates need every item's list: N x C integers, united on the driver with
+    # the learner's reverse_candidates / union_supports
     targets, sups = driver_supports(fwd["a"].to_numpy().astype(np.int64),
                                     fwd["j"].to_numpy().astype(np.int64),
                                     fwd["s"].to_numpy(), n_candidates)
     del fwd
     bS = sc.broadcast((targets, sups))
+    st.done("candidates", f"{(gram_nnz - n_diag) // 2:,} co-watched pairs, "
+            f"{len(targets):,} targets")
 
+    # -- first solves: each target's ridge regression on its support (no shuffle)
     def first(batches):
         for b in batches:
             for blk in b["blk"].to_numpy():
@@ -650,23 +390,27 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
                 w = solve_supports_x(bX.value, t, sup, lam)
                 valid = sup >= 0
                 tgt = np.broadcast_to(t[:, None], sup.shape)
+                # the pruning ranks weights at the shipped precision (float32), so that is
+                # all the shuffle needs to carry
                 yield pd.DataFrame({"src": sup[valid].astype(np.int32),
-                                    "dst": tgt[valid].astype(np.int32), "w": w[valid]})
+                                    "dst": tgt[valid].astype(np.int32),
+                                    "w": shipped_weights(w[valid]).astype(np.float32)})
 
-    weights1 = blocks.mapInPandas(first, "src int, dst int, w double")
+    weights1 = blocks.mapInPandas(first, "src int, dst int, w float")
 
-    # -- prune: each row's K best positive weights (one shuffle by row block)
+    # -- prune: each row's K best positive weights at the shipped precision, as the learner's
+    # pruned_supports ranks them (its keep_top_k on whole rows; one shuffle by row block)
     def prune(pdf):
         from models.sparse_ease import keep_top_k
 
-        r, t, w = (pdf[c].to_numpy() for c in ("src", "dst", "w"))
-        keep = keep_top_k(r, t, w, K)
+        r, t = pdf["src"].to_numpy(), pdf["dst"].to_numpy()
+        keep = keep_top_k(r, t, shipped_weights(pdf["w"].to_numpy()), K)
         return pd.DataFrame({"src": r[keep], "dst": t[keep]})
 
     support = (weights1.groupBy((F.col("src") / block).cast("int").alias("b"))
                .applyInPandas(prune, "src int, dst int")).persist(StorageLevel.MEMORY_AND_DISK)
     n_support = support.count()
-    st.done("solve", f"{gram_nnz.value // 2:,} co-watched pairs, {n_support:,} kept")
+    st.done("solve", f"{n_support:,} kept")
 
     # -- re-solve each target on the rows that kept it (one shuffle by target block)
     def resolve(pdf):
@@ -683,12 +427,12 @@ def fit_events(spark, events, item_ids, *, K: int = DEFAULT_K,
     table = table_from_weights(out["src"].to_numpy().astype(np.int64),
                                out["dst"].to_numpy().astype(np.int64),
                                out["w"].to_numpy(), item_ids, counts, K)
-    bX.destroy()
-    bS.destroy()
+    for bc in (bX, bS):
+        bc.destroy()
     st.done("table")
     return FleetResult(table=table, lambda_=lam, n_events=stats["n_events"], n_kept=int(n_kept),
                        n_profiles=int(n_users), unknown_items=stats["unknown_items"],
-                       gram_nnz=int(gram_nnz.value) // 2, spark_version=spark.version,
+                       gram_nnz=(gram_nnz - n_diag) // 2, spark_version=spark.version,
                        stage_seconds=dict(st.seconds), history_cap=history_cap)
 
 
@@ -711,8 +455,8 @@ def in_process_table(users, items, timestamps, item_ids, *, K: int = DEFAULT_K,
     """The in-process learner on the same log, for side-by-side checks and benchmarks.
 
     ``models.cowatch.cap_histories`` (item codes = positions in ``item_ids``, as the Spark job
-    uses), the binary users x items matrix, ``SparseEASEModel(K).fit``, ``to_table``.
-    Returns ``(table, lambda)``.
+    uses), the binary users x items matrix, ``SparseEASEModel(K).fit`` with one BLAS thread
+    (as the executors solve, :func:`one_blas_thread`), ``to_table``. Returns ``(table, lambda)``.
     """
     import pandas as pd
     import scipy.sparse as sp
@@ -729,7 +473,8 @@ def in_process_table(users, items, timestamps, item_ids, *, K: int = DEFAULT_K,
         u, i = u[keep], i[keep]
     X = sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(int(u.max()) + 1, len(item_ids)))
     X.data[:] = 1.0
-    model = SparseEASEModel(K=K).fit(X)
+    with one_blas_thread():
+        model = SparseEASEModel(K=K).fit(X)
     return model.to_table(item_ids), float(model.lambda_used_)
 
 
@@ -888,11 +633,6 @@ def shuffle_bytes(spark) -> int | None:
     return int(sum(s.get("shuffleWriteBytes", 0) for s in stages))
 
 
-if __name__ == "__main__":
-    # executors import the same modules: install tvrec[fleet] on them or ship --py-files (README)
-    sys.exit(main())
-
-
 def fits_in_memory_learn(available: int | None = None):
     """The in-process ``learn`` step, refusing (one line, naming ``--engine spark``) a log whose
     predicted Gram does not fit this machine's memory, instead of swapping or being killed."""
@@ -902,6 +642,12 @@ def fits_in_memory_learn(available: int | None = None):
         from models.sparse_ease import check_fit_memory
 
         check_fit_memory(X[:, np.flatnonzero(warm)], available)
-        return learn_step(X, warm, k)
+        with one_blas_thread():  # as the Spark executors solve: same weights, bit for bit
+            return learn_step(X, warm, k)
 
     return learn
+
+
+if __name__ == "__main__":
+    # executors import the same modules: install tvrec[fleet] on them or ship --py-files (README)
+    sys.exit(main())

@@ -14,28 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from device.cf import PAD, NeighbourTable
-from models.sparse_ease import DEFAULT_CANDIDATES, DEFAULT_DROPOUT, DEFAULT_SHRINK
+# one BLAS thread wherever systems are solved: the learner's rule, so both engines round alike
+from models.sparse_ease import DEFAULT_CANDIDATES, DEFAULT_DROPOUT, DEFAULT_SHRINK, one_blas_thread  # noqa: F401
 
 #: Items per applyInPandas call in the candidate and solve stages (numpy sees whole blocks).
 ITEMS_PER_BLOCK = 512
-
-
-def one_blas_thread():
-    """A context in which BLAS/LAPACK run on one thread (threadpoolctl; no-op without it).
-
-    The executors solve with one BLAS thread (``OPENBLAS_NUM_THREADS=1``: faster for the
-    small systems, and no pool fighting the other executors). OpenBLAS's LU factorisation
-    rounds differently with more threads, and exact ties among the first-solve weights would
-    then break differently, so the in-process side of every side-by-side check solves with one
-    thread too (bit-identical weights, checked on ML-100K).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 class Interactions:

@@ -379,7 +379,7 @@ class SparseEASEModel(ItemItemModel):
         Ridge penalty; ``"auto"`` is :func:`models.sparse_ease.choose_lambda` (half the
         popularity-weighted mean item count).
     n_candidates : int
-        Candidate support per item before pruning (default 128).
+        Candidate support per item before pruning (default :data:`models.sparse_ease.DEFAULT_CANDIDATES`, 192).
     shrink : float
         Shrinkage of the candidates' cosine score.
     dropout : float

@@ -184,17 +184,24 @@ def _read_cache(path: Path, cfg: FeatureConfig) -> dict[str, np.ndarray] | None:
     return data
 
 
-def _write_cache(path: Path, cfg: FeatureConfig, ids, keys, frames, logmel, flags) -> None:
+def save_npz_atomic(path: Path, **arrays) -> None:
+    """``np.savez(path, **arrays)`` via a temporary file and ``os.replace``: a reader (or a
+    crash mid-write) sees the old cache or the new one, never half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     try:
-        np.savez(tmp, item_ids=np.asarray(ids, dtype=str), keys=np.asarray(keys, dtype=str),
-                 frames=frames, logmel=logmel, flags=np.asarray(flags, dtype=str),
-                 fingerprint=np.asarray(cfg.fingerprint()))
+        np.savez(tmp, **arrays)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_cache(path: Path, cfg: FeatureConfig, ids, keys, frames, logmel, flags) -> None:
+    save_npz_atomic(path, item_ids=np.asarray(ids, dtype=str), keys=np.asarray(keys, dtype=str),
+                    frames=frames, logmel=logmel, flags=np.asarray(flags, dtype=str),
+                    fingerprint=np.asarray(cfg.fingerprint()))
 
 
 def _decode_one(job: tuple[int, str, dict]) -> tuple[int, tuple | str]:

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from device.features import FeatureConfig
+from models.feature_cache import save_npz_atomic
 
 #: Keyframes are decoded (and the picture teacher run) at this size: half the work of its
 #: training size, 224 px, and the demo clips' own height is 120 px. On the real archery clip
@@ -154,15 +155,8 @@ def load_or_build_teacher_embeddings(
         p_new, s_new = embed_clips_isolated([media[i][1] for i in todo], cfg, sound_model=sound_model,
                                             progress=progress)
         pic[todo], snd[todo] = p_new, s_new
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, item_ids=ids, keys=np.asarray(keys, dtype=str), picture=pic, sound=snd,
-                     teachers=np.asarray(json.dumps(names)))
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        save_npz_atomic(path, item_ids=ids, keys=np.asarray(keys, dtype=str), picture=pic, sound=snd,
+                        teachers=np.asarray(json.dumps(names)))
     if stats is not None:
         stats.update(embedded=len(todo), reused=len(media) - len(todo), path=str(path),
                      seconds=time.perf_counter() - t0, **names)
@@ -205,14 +199,8 @@ def cached_text_embeddings(texts: Sequence[str], teacher_name: str | None = None
             rows = todo[lo : lo + step]
             for r, v in zip(rows, teacher.embed([texts[r] for r in rows])):
                 known[digests[r]] = v
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, digests=np.asarray(list(known), dtype=str), vectors=np.stack(list(known.values())))
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        save_npz_atomic(path, digests=np.asarray(list(known), dtype=str),
+                        vectors=np.stack(list(known.values())))
     if stats is not None:
         stats.update(embedded=len(todo), reused=len(texts) - len(todo), path=str(path),
                      seconds=time.perf_counter() - t0, teacher=teacher_name)

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from device.commandline import write_json_report
 from device.errors import TvrecError
 
 __all__ = ["format_table", "generate_clip", "generate_recording", "machine_info", "run_bench"]
@@ -707,12 +708,7 @@ def run_cli(args, bundle_path, *, prog: str) -> int:
                   factors=factors, frame_sampling=args.frame_sampling, log=warn)
     print(format_table(r))
     if args.json:
-        try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(r, fh, indent=1)
-                fh.write("\n")
-        except OSError as err:
-            raise BenchArgumentError(f"--json {args.json}: cannot write ({err.strerror or err})") from None
+        write_json_report(args.json, r)
         print(f"wrote {args.json}")
     return 0
 

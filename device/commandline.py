@@ -6,16 +6,22 @@ one line on stderr naming the thing and the reason, exit 2, never a traceback.
 * :func:`oserror_line` -- an ``OSError`` (a file that cannot be read or written) as one line.
 * :func:`quiet_broken_pipe` -- ``tvrec recommend ... | head -5``: the reader left, so stop
   without a traceback (and without Python's "Exception ignored" at exit).
+* :func:`write_json_report` -- a ``--json`` / ``--out`` report file, or one line naming the flag
+  and why it cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from typing import Any
 
-__all__ = ["BROKEN_PIPE_EXIT", "DEFAULT_TRUSTED_KEYS", "OneLineParser", "oserror_line",
-           "quiet_broken_pipe"]
+from device.errors import TvrecError
+
+__all__ = ["BROKEN_PIPE_EXIT", "DEFAULT_TRUSTED_KEYS", "OneLineParser", "ReportWriteError",
+           "oserror_line", "quiet_broken_pipe", "write_json_report"]
 
 #: Where a box keeps the fleet's trusted public keys (``*.pub``; see :mod:`device.bundle_sign`).
 #: Here, not there, so that ``--help`` of either command line imports nothing heavy.
@@ -49,3 +55,17 @@ def quiet_broken_pipe() -> int:
     except (OSError, ValueError, AttributeError):
         pass
     return BROKEN_PIPE_EXIT
+
+
+class ReportWriteError(TvrecError):
+    """A report file named on the command line cannot be written (one line, exit 2)."""
+
+
+def write_json_report(path: str | os.PathLike, data: Any, flag: str = "--json") -> None:
+    """Write ``data`` as JSON (2-space indent, sorted keys, final newline) to the file a command's
+    ``flag`` named; raises :class:`ReportWriteError` ``"FLAG PATH: cannot write (reason)"``."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    except OSError as err:
+        raise ReportWriteError(f"{flag} {path}: cannot write ({err.strerror or err})") from None

@@ -112,22 +112,16 @@ def _run_eval_cf(args: argparse.Namespace) -> int:
             result = evaluate_device_cf_spark(spark, ratings, k=args.k, seed=args.seed)
     else:
         result = evaluate_device_cf(ratings, k=args.k, seed=args.seed)
-    text = json.dumps(result, indent=2, sort_keys=True)
-    print(text)
+    print(json.dumps(result, indent=2, sort_keys=True))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        _write_json(args.json, result)
     return 0
 
 
-def _write_json(path, data) -> None:
-    import json
+def _write_json(path, data, flag: str = "--json") -> None:
+    from device.commandline import write_json_report
 
-    try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    except OSError as err:
-        raise CommandError(f"{path}: cannot write ({err.strerror or err})") from None
+    write_json_report(path, data, flag)
 
 
 def _add_text_args(p: argparse.ArgumentParser) -> None:
@@ -671,12 +665,7 @@ def _run_bench_calibrate(args: argparse.Namespace) -> int:
     for w in ("cpu", "decode", "int8"):
         print(f"{w:9s} {f[w]:7.2f} {pub[w]:9.2f}  {out['sources'][w]}")
     if args.out:
-        try:
-            with open(args.out, "w", encoding="utf-8") as fh:
-                json.dump(out, fh, indent=1)
-                fh.write("\n")
-        except OSError as err:
-            raise CommandError(f"--out {args.out}: cannot write ({err.strerror or err})") from None
+        _write_json(args.out, out, "--out")
         print(f"wrote {args.out}")
     return 0
 

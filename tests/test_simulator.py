@@ -75,7 +75,8 @@ def row_kinds(tv: TvView) -> list[str]:
 def test_the_engine_runs_in_its_own_process_without_qt(qtbot, client):
     got = []
     client.call("loaded_modules", ["PySide6", "tensorflow", "models", "export", "simulator",
-                                   "musicnn", "librosa", "wordllama", "tokenizers", "torch"],
+                                   "musicnn", "librosa", "wordllama", "tokenizers", "torch",
+                                   "skimage", "pretty_midi", "tinysoundfont"],
                 on_result=got.append)
     qtbot.waitUntil(lambda: bool(got), timeout=30_000)
     # The child imports simulator.engine_process (device-only) to run the loop; nothing else.

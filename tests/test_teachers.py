@@ -95,6 +95,7 @@ def test_train_with_teachers_reports_distillation_per_branch(tmp_path, shared_da
     from export.parity import int8_branch_embedders
     from models.catalog import generate_catalog
     from models.fusion import train_catalog
+    from models.teachers.unlabelled import generate_unlabelled
 
     generate_catalog(tmp_path / "cat", n_items=40, n_profiles=40, seed=5, progress=False)
     real = tmp_path / "real"
@@ -104,8 +105,11 @@ def test_train_with_teachers_reports_distillation_per_branch(tmp_path, shared_da
         src = shared_data / "media" / rel
         if src.exists():
             (real / src.name).symlink_to(src)
+    unlabelled = tmp_path / "unlabelled"
+    generate_unlabelled(unlabelled, clips=3, seed=1, workers=1, progress=False)
     report = train_catalog(tmp_path / "cat", tmp_path / "out", epochs=1, seed=0, dim=16, progress=False, plots=False,
-                           teachers=True, real_media_dir=real, int8_branches=int8_branch_embedders)
+                           teachers=True, real_media_dir=real, int8_branches=int8_branch_embedders,
+                           unlabelled_dir=unlabelled)
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
     d = on_disk["distillation"]
     assert d == json.loads(json.dumps(report["distillation"]))
@@ -118,9 +122,48 @@ def test_train_with_teachers_reports_distillation_per_branch(tmp_path, shared_da
         assert set(entry["held_out_demo"]) == {"float_student", "float_no_teacher", "int8_student",
                                                "int8_no_teacher"}
     assert d["teachers"]["embedded"] == 40
+    # the unlabelled recordings: decoded and embedded once, cached in their own folder
+    assert d["teachers"]["unlabelled"]["clips"] == 3
+    assert d["teachers"]["unlabelled"]["features"]["decoded"] == 3
+    assert d["teachers"]["unlabelled"]["teachers"]["embedded"] == 3
+    assert (unlabelled / "features").is_dir() and (unlabelled / "teachers").is_dir()
     assert 0 < d["teachers"]["projection"]["video"]["dim"] <= 128  # PCA: at most the training items
     assert on_disk["history"]["teacher_loss"][0] > 0
     assert (tmp_path / "cat" / "teachers").is_dir()
+
+
+def test_unlabelled_recordings_are_seeded_real_photos_and_music(tmp_path):
+    """`generate_unlabelled`: same seed, same bytes; the box's decode path reads every clip; the
+    pictures come from the packaged photographs and the sound is at the drawn level."""
+    from device.media import extract_features
+    from models.teachers.unlabelled import generate_unlabelled, media_files, photo_paths, render_music
+
+    assert len(photo_paths()) >= 20 and all(p.is_file() for p in photo_paths())
+    a = generate_unlabelled(tmp_path / "a", clips=2, seed=3, workers=1, progress=False)
+    generate_unlabelled(tmp_path / "b", clips=2, seed=3, workers=1, progress=False)
+    files = media_files(tmp_path / "a")
+    assert [rel for rel, _ in files] == ["media/u00000.mp4", "media/u00001.mp4"] and a.clips == 2
+    for rel, path in files:
+        assert (tmp_path / "b" / rel).read_bytes() == open(path, "rb").read()
+        frames, logmel, info = extract_features(path, CFG)
+        assert frames.shape == (8, 96, 96, 3) and frames.std() > 10  # a picture, not a flat field
+        assert "no_audio" not in info["flags"] and info["duration"] == pytest.approx(6.0, abs=0.1)
+    (tmp_path / "a" / "features").mkdir()
+    (tmp_path / "a" / "features" / "x.mp4").write_bytes(b"")  # a cache folder is not a recording
+    assert len(media_files(tmp_path / "a")) == 2
+    music = render_music(np.random.default_rng(0), 2.0)
+    assert music.shape == (32000,) and np.array_equal(music, render_music(np.random.default_rng(0), 2.0))
+    rms_db = 20 * np.log10(np.sqrt(np.mean(music**2)))
+    assert -33 < rms_db < -11  # the drawn level, -32 ... -12 dBFS RMS (plus faint noise)
+
+
+def test_train_unlabelled_needs_teachers(tmp_path):
+    proc = _cli("train", "--catalog", str(tmp_path), "--out", str(tmp_path / "o"), "--unlabelled", str(tmp_path),
+                tmp_path=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "--unlabelled needs --teachers" in proc.stderr
+    proc = _cli("catalog", "unlabelled", "--out", str(tmp_path / "u"), "--clips", "1", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "--clips must be >= 2" in proc.stderr
 
 
 # --------------------------------------------------------------------------- teachers on real data

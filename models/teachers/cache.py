@@ -125,13 +125,18 @@ def load_or_build_teacher_embeddings(
     sound_model: str = "MSD_musicnn",
     progress: bool = True,
     stats: dict[str, Any] | None = None,
+    media: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(item_ids [N], picture [N, 1280], sound [N, 200])`` of every catalog item, cached."""
+    """``(item_ids [N], picture [N, 1280], sound [N, 200])`` of every catalog item, cached.
+
+    ``media``: ``[(id, path)]`` clips instead of the catalog's (a folder of unlabelled
+    recordings, :func:`models.teachers.unlabelled.media_files`); the cache is kept in
+    ``catalog_dir`` all the same."""
     from models.feature_cache import catalog_media, media_key
 
     cfg = cfg or FeatureConfig()
     t0 = time.perf_counter()
-    media = catalog_media(catalog_dir)
+    media = catalog_media(catalog_dir) if media is None else list(media)
     names = {"picture": "efficientnet-lite0", "sound": sound_model}
     path = cache_path(catalog_dir, cfg, names)
     ids = np.array([iid for iid, _ in media], dtype=str)

@@ -402,6 +402,12 @@ def test_cli_synth_install_rollback(tmp_path, demo_bundle):
     assert "not a bundle folder" in p.stderr
     p = tvrec("rollback", "--root", tmp_path / "empty")
     assert p.returncode == 2 and "no previous bundle" in p.stderr
+    p = tvrec("synth", "--items", 300, "--out", tmp_path / "tv", "--episodic-fraction", 0.5)
+    assert p.returncode == 0, p.stderr
+    tv = open_bundle(tmp_path / "tv")
+    assert tv.manifest["schema_version"] == 3 and tv.items.series is not None
+    p = tvrec("synth", "--items", 300, "--out", tmp_path / "bad", "--episodic-fraction", 1.5)
+    assert p.returncode == 2 and "--episodic-fraction must be in [0, 1]" in p.stderr
 
 
 def test_large_columns_read_by_pread_follow_a_bundle_rewritten_in_place(tmp_path):

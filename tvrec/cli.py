@@ -744,6 +744,9 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
     sy.add_argument("--template", default=str(_default_bundle()),
                     help="bundle whose content model and feature config are reused")
     sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--episodic-fraction", type=float, default=0.0, metavar="F",
+                    help="share of items that are episodes of series, plus maturity ratings on every "
+                    "item (schema 3: Up next, New episodes, kids profiles at scale; default 0)")
     sy.set_defaults(func=_run_bundle_synth)
     b = bsub.add_parser(
         "build",
@@ -861,8 +864,11 @@ def _run_bundle_synth(args: argparse.Namespace) -> int:
 
     from device.bundle import synth_bundle
 
+    if not 0.0 <= args.episodic_fraction <= 1.0:
+        raise CommandError(f"--episodic-fraction must be in [0, 1], got {args.episodic_fraction}")
     template = args.template if Path(args.template, "manifest.json").is_file() else None
-    out = synth_bundle(args.out, args.items, seed=args.seed, template=template)
+    out = synth_bundle(args.out, args.items, seed=args.seed, template=template,
+                       episodic_fraction=args.episodic_fraction)
     print(f"wrote {out}")
     return 0
 

@@ -586,25 +586,9 @@ def _media_jobs(world: _World, out_dir: str, seed: int) -> list:
 
 
 def _render_media(jobs: list, workers: int, progress: bool) -> None:
-    from tqdm import tqdm
+    from models.synth_media import make_item_media, run_jobs
 
-    from models.synth_media import make_item_media
-
-    bar = tqdm(total=len(jobs), desc="media", unit="clip", disable=not progress, dynamic_ncols=True)
-    try:
-        if workers <= 1:
-            for job in jobs:
-                make_item_media(job)
-                bar.update(1)
-        else:
-            import multiprocessing as mp
-
-            # spawn: workers start clean (no inherited threads or locks from the parent)
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for _ in pool.imap_unordered(make_item_media, jobs, chunksize=4):
-                    bar.update(1)
-    finally:
-        bar.close()
+    run_jobs(make_item_media, jobs, workers, progress=progress, desc="media")
 
 
 def generate_catalog(

@@ -401,7 +401,8 @@ class TrainConfig:
     its own target among the batch's, temperature ``temperature``) and *genre* the softmax
     cross-entropy of the genre head against the item's genre mixture. With teachers
     (:func:`fit_fusion`'s ``teachers``), ``teacher_weight`` times the similarity-preserving
-    distillation loss is added per branch.
+    distillation loss is added (the mean over the two branches), on the catalog batch and, when
+    there are unlabelled recordings, on their batch too.
     """
 
     epochs: int = 60
@@ -470,10 +471,10 @@ def fit_fusion(
     unlabelled : dict, optional
         With ``teachers``: recordings without co-watch data, ``frames`` uint8 ``[U, F, S, S,
         3]``, ``logmel`` ``[U, T, M]`` (raw) and their projected teacher embeddings ``video``
-        ``[U, Pv]`` and ``audio`` ``[U, Pa]``. Every step then also draws a batch of them and
-        the distillation term is the mean of its value on the catalog batch and on that batch:
-        the student learns where the teachers put real pictures and sounds, which the catalog's
-        clips alone may not show it (:mod:`models.teachers.unlabelled`).
+        ``[U, Pv]`` and ``audio`` ``[U, Pa]``. Every step then also draws a batch of them (one
+        forward pass with the catalog batch) and adds their distillation term, at the same
+        ``teacher_weight``: the student learns where the teachers put real pictures and sounds,
+        which the catalog's clips alone do not show it (:mod:`models.teachers.unlabelled`).
     seed : int
         Everything random (init, shuffling, flips, dropout) follows from it; with op
         determinism two runs give the same weights.
@@ -564,7 +565,7 @@ def fit_fusion(
                 f_audio, f_video = outs.pop(), outs.pop()
                 l_teach = teach_loss(f_video, f_audio, tv, ta)
                 if use_unlabelled:
-                    l_teach = 0.5 * (l_teach + teach_loss(u_video, u_audio, utv, uta))
+                    l_teach = l_teach + teach_loss(u_video, u_audio, utv, uta)
             else:
                 l_teach = tf.constant(0.0)
             e = outs[0]

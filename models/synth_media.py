@@ -733,3 +733,24 @@ def make_item_media(args: tuple) -> tuple[str, float]:
     encode_mp4(media_path, frames, audio)
     write_poster(poster_path, frames[len(frames) // 2], spec.mixture, title)
     return media_path, float(seconds)
+
+
+def run_jobs(fn, jobs: list, workers: int, *, progress: bool = True, desc: str = "media") -> None:
+    """``fn(job)`` for every job, in ``workers`` spawned processes (1: in this one), with a bar."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress, dynamic_ncols=True)
+    try:
+        if workers <= 1:
+            for job in jobs:
+                fn(job)
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+
+            # spawn: workers start clean (no inherited threads or locks from the parent)
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for _ in pool.imap_unordered(fn, jobs, chunksize=4):
+                    bar.update(1)
+    finally:
+        bar.close()

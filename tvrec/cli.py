@@ -276,7 +276,7 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
         ),
     )
     unl.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    unl.add_argument("--clips", type=int, default=800, help="number of recordings (default 800)")
+    unl.add_argument("--clips", type=int, default=1200, help="number of recordings (default 1200)")
     unl.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     unl.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     unl.set_defaults(func=_run_catalog)

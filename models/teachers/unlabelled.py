@@ -237,16 +237,14 @@ def _make_clip(args) -> str:
     return path
 
 
-def generate_unlabelled(out_dir: str | os.PathLike, clips: int = 400, *, seed: int = 0,
+def generate_unlabelled(out_dir: str | os.PathLike, clips: int = 1200, *, seed: int = 0,
                         workers: int | None = None, progress: bool = True) -> UnlabelledInfo:
     """Write ``clips`` stand-in recordings to ``out_dir/media/`` and ``out_dir/unlabelled.json``.
 
     Same seed, same pictures and sound (the MP4 bytes too: the encoder settings are fixed).
     Clips already present are kept (a re-run only fills in what is missing).
     """
-    import multiprocessing as mp
-
-    from tqdm import tqdm
+    from models.synth_media import run_jobs
 
     out = Path(out_dir)
     (out / "media").mkdir(parents=True, exist_ok=True)
@@ -259,16 +257,7 @@ def generate_unlabelled(out_dir: str | os.PathLike, clips: int = 400, *, seed: i
     jobs = [(os.fspath(out / "media" / f"u{k:05d}.mp4"), int(seeds[k]), photos, sf2) for k in range(clips)]
     todo = [j for j in jobs if not os.path.exists(j[0])]
     workers = workers or min(2, os.cpu_count() or 1)
-    bar = tqdm(total=len(todo), desc="unlabelled", unit="clip", disable=not progress, dynamic_ncols=True)
-    if workers <= 1 or len(todo) < 8:
-        for j in todo:
-            _make_clip(j)
-            bar.update(1)
-    else:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for _ in pool.imap_unordered(_make_clip, todo, chunksize=4):
-                bar.update(1)
-    bar.close()
+    run_jobs(_make_clip, todo, workers if len(todo) >= 8 else 1, progress=progress, desc="unlabelled")
     manifest = {
         "kind": "unlabelled recordings (no co-watch logs): distillation input only",
         "clips": clips, "seed": seed, "seconds": SECONDS, "size": [WIDTH, HEIGHT], "fps": FPS,

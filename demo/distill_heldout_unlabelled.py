@@ -17,16 +17,14 @@ import numpy as np
 SEED, CLIPS = 12345, 96
 
 if __name__ == "__main__":
-    from device.features import FeatureConfig
-    from models.fusion import _load_unlabelled, branch_embedders, load_model, model_inputs
+    from models.fusion import branch_embedders, load_model, model_inputs
     from models.teachers.distill import similarity_spearman
-    from models.teachers.unlabelled import generate_unlabelled
+    from models.teachers.unlabelled import generate_unlabelled, load_recordings
 
     student_dir, base_dir, held_dir = sys.argv[1:4]
     generate_unlabelled(held_dir, clips=CLIPS, seed=SEED, progress=False)
     _, cfg, _ = load_model(f"{student_dir}/model")
-    info: dict = {}
-    x, pic, snd = _load_unlabelled(held_dir, cfg, "MSD_musicnn", None, False, info)
+    x, pic, snd = load_recordings(held_dir, cfg, progress=False)
     xi = model_inputs(x["frames"], x["logmel"], cfg)
     out = {"clips": CLIPS, "seed": SEED, "pairs": CLIPS * (CLIPS - 1) // 2}
     for name, d in (("student", student_dir), ("no_teacher", base_dir)):

@@ -96,7 +96,8 @@ def load_step(model_path, catalog_dir, *, seed: int, progress: bool) -> _Trained
     from models.catalog import load_catalog
     from models.coldstart import interaction_matrix
     from models.feature_cache import load_or_build_features
-    from models.fusion import configure_tensorflow, load_model, split_warm
+    from models.fusion import configure_tensorflow, load_model
+    from models.train_pipeline import split_warm
 
     model_dir, train_dir = _model_dir(Path(model_path))
     configure_tensorflow(seed)

@@ -136,7 +136,7 @@ def int8_branch_embedders(model, cfg: FeatureConfig, frames_norm: np.ndarray, lo
     on the given normalised features, as the shipped model is), as callables that map a batch
     of normalised inputs to dequantised branch features.
 
-    This is how distillation is scored "on the int8 student" (``models.fusion.train_catalog``
+    This is how distillation is scored "on the int8 student" (``models.train_pipeline.train_catalog``
     with teachers): the branch features live inside the shipped int8 model, and converting each
     branch alone is the same calibration and the same kernels.
     """

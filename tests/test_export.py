@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def exported(tmp_path_factory):
     from export.package import export_bundle
     from models.catalog import generate_catalog
-    from models.fusion import train_catalog
+    from models.train_pipeline import train_catalog
 
     base = tmp_path_factory.mktemp("export")
     generate_catalog(base / "cat", n_items=60, n_profiles=60, seed=3, progress=False)

@@ -94,7 +94,7 @@ def test_train_with_teachers_reports_distillation_per_branch(tmp_path, shared_da
     tf-keras to graph mode; training keeps it in a child process, see models.teachers.cache)."""
     from export.parity import int8_branch_embedders
     from models.catalog import generate_catalog
-    from models.fusion import train_catalog
+    from models.train_pipeline import train_catalog
     from models.teachers.unlabelled import generate_unlabelled
 
     generate_catalog(tmp_path / "cat", n_items=40, n_profiles=40, seed=5, progress=False)

@@ -461,7 +461,7 @@ def _run_train(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from models.fusion import train_catalog
+    from models.train_pipeline import train_catalog
 
     kwargs = {}
     if args.teachers:

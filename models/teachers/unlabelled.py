@@ -281,3 +281,40 @@ def media_files(folder: str | os.PathLike) -> list[tuple[str, str]]:
         if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES and rel.parts[0] not in ("features", "teachers"):
             out.append((rel.as_posix(), os.fspath(p)))
     return out
+
+
+def load_recordings(folder: str | os.PathLike, cfg, *, sound_model: str = "MSD_musicnn", workers: int | None = None,
+                    progress: bool = True, info: dict | None = None):
+    """Student inputs and teacher embeddings of a folder of unlabelled recordings, both cached in
+    the folder (``features/``, ``teachers/``).
+
+    Returns
+    -------
+    inputs : dict
+        ``frames`` uint8 ``[U, F, S, S, 3]`` and ``logmel`` float32 ``[U, T, M]`` (raw).
+    picture : float32 [U, 1280]
+    sound : float32 [U, 200]
+        The teachers' embeddings (:func:`models.teachers.cache.load_or_build_teacher_embeddings`).
+
+    ``info["unlabelled"]`` (when given) says what was read, decoded and embedded.
+    """
+    from typing import Any
+
+    from device.errors import DataFormatError
+    from models.feature_cache import load_or_build_features
+    from models.teachers.cache import load_or_build_teacher_embeddings
+
+    media = media_files(folder) if Path(folder).is_dir() else []
+    if len(media) < 2:
+        raise DataFormatError(f"{folder}: no unlabelled recordings (need at least 2 media files)")
+    feat: dict[str, Any] = {}
+    _, frames, logmel = load_or_build_features(folder, cfg, workers=workers, progress=progress, stats=feat,
+                                               media=media)
+    teach: dict[str, Any] = {}
+    _, pic, snd = load_or_build_teacher_embeddings(folder, cfg, sound_model=sound_model, progress=progress,
+                                                   stats=teach, media=media)
+    if info is not None:
+        info["unlabelled"] = {"path": os.path.abspath(os.fspath(folder)), "clips": len(media),
+                              "features": {k: feat[k] for k in ("decoded", "reused", "seconds")},
+                              "teachers": {k: teach[k] for k in ("embedded", "reused", "seconds")}}
+    return {"frames": frames, "logmel": logmel}, pic, snd

@@ -272,7 +272,7 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
         description=(
             "Writes DIR/media/u*.mp4 (pans over the photographs that ship with scikit-image, "
             "scikit-learn and Matplotlib; random General MIDI music) and DIR/unlabelled.json. "
-            "Distillation input only (extra `teach`); same seed, same files."
+            "Distillation input only (extra `teach`); same seed, same recordings."
         ),
     )
     unl.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")

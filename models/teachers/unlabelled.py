@@ -241,7 +241,9 @@ def generate_unlabelled(out_dir: str | os.PathLike, clips: int = 1200, *, seed: 
                         workers: int | None = None, progress: bool = True) -> UnlabelledInfo:
     """Write ``clips`` stand-in recordings to ``out_dir/media/`` and ``out_dir/unlabelled.json``.
 
-    Same seed, same pictures and sound (the MP4 bytes too: the encoder settings are fixed).
+    Same seed, same pictures and sound; on one machine the same MP4 bytes too (the encoder
+    settings are fixed), across machines a pixel may differ by a level (the colour jitter is a
+    BLAS matrix product, unlike the catalog's channel sums).
     Clips already present are kept (a re-run only fills in what is missing).
     """
     from models.synth_media import run_jobs

@@ -548,19 +548,17 @@ def fit_fusion(
     @tf.function(input_signature=spec)
     def train_step(fr, lm, y, g, tv, ta, ufr, ulm, utv, uta):
         with tf.GradientTape() as tape:
+            # One forward pass over catalog + unlabelled clips: the batch norms then see (and
+            # keep running averages of) the mixture they will meet, instead of normalising each
+            # kind by its own statistics in training and by a blend at inference.
+            x = {"frames": tf.concat([fr, ufr], 0), "logmel": tf.concat([lm, ulm], 0)} if use_unlabelled \
+                else {"frames": fr, "logmel": lm}
+            outs = train_model(x, training=True)
+            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
             if use_unlabelled:
-                # One forward pass over catalog + unlabelled clips: the batch norms then see (and
-                # keep running averages of) the mixture they will meet, instead of normalising
-                # each kind by its own statistics in training and by a blend at inference.
                 nb = tf.shape(fr)[0]
-                outs = train_model({"frames": tf.concat([fr, ufr], 0), "logmel": tf.concat([lm, ulm], 0)},
-                                   training=True)
-                outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
                 u_audio, u_video = outs[-1][nb:], outs[-2][nb:]
                 outs = [o[:nb] for o in outs]
-            else:
-                outs = train_model({"frames": fr, "logmel": lm}, training=True)
-                outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
             if use_teachers:
                 f_audio, f_video = outs.pop(), outs.pop()
                 l_teach = teach_loss(f_video, f_audio, tv, ta)
@@ -584,11 +582,15 @@ def fit_fusion(
         opt.apply_gradients(zip(grads, train_model.trainable_variables))
         return loss, l_cos, l_nce, l_genre, l_teach
 
+    def flipped(fr):
+        """Each clip mirrored left-right with probability 1/2 (``tcfg.flip``)."""
+        if not tcfg.flip:
+            return fr
+        flip = rng.random(len(fr)) < 0.5
+        return np.where(flip[:, None, None, None, None], fr[:, :, :, ::-1], fr)
+
     def batch(idx, augment):
-        fr = frames[idx]
-        if augment and tcfg.flip:
-            flip = rng.random(len(idx)) < 0.5
-            fr = np.where(flip[:, None, None, None, None], fr[:, :, :, ::-1], fr)
+        fr = flipped(frames[idx]) if augment else frames[idx]
         return normalize_frames(fr), lm_norm[idx]
 
     def val_cosine() -> float:
@@ -619,11 +621,7 @@ def fit_fusion(
             fr, lm = batch(idx, True)
             if use_unlabelled:
                 uidx = np.sort(rng.choice(len(u_frames), u_batch, replace=False))
-                ufr = u_frames[uidx]
-                if tcfg.flip:
-                    flip = rng.random(len(uidx)) < 0.5
-                    ufr = np.where(flip[:, None, None, None, None], ufr[:, :, :, ::-1], ufr)
-                extra = (normalize_frames(ufr), u_lm[uidx], u_video[uidx], u_audio[uidx])
+                extra = (normalize_frames(flipped(u_frames[uidx])), u_lm[uidx], u_video[uidx], u_audio[uidx])
             else:
                 extra = no_unlabelled
             vals = train_step(fr, lm, tgt[idx], mix[idx], t_video[idx], t_audio[idx], *extra)

@@ -150,7 +150,7 @@ def train_catalog(
 
     # ---- training
     model, hist = fit_fusion(frames, logmel, targets, cat.genre_matrix, train_idx, val_idx, cfg, fcfg, tcfg,
-                             teachers=teacher_targets, unlabelled=unlabelled if teachers else None,
+                             teachers=teacher_targets, unlabelled=unlabelled,
                              seed=seed, progress=progress)
     fcfg_saved = dataclasses.replace(fcfg, n_genres=0)  # the exported embedder has no genre head
     emb = embed(model, frames, logmel, cfg)

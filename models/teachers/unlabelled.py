@@ -27,6 +27,7 @@ catalog items. The folder's ``unlabelled.json`` records how it was made.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -50,8 +51,11 @@ MEDIA_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".ts", ".wav", ".mp3"
 
 
 def photo_paths() -> list[Path]:
-    """The photographs that ship inside scikit-image, scikit-learn and Matplotlib (sorted)."""
+    """The photographs that ship inside scikit-image, scikit-learn and Matplotlib, at least
+    :data:`MIN_PHOTO_SIDE` px on either side (sorted by package; only headers are read)."""
     import importlib.util
+
+    from PIL import Image
 
     out: list[Path] = []
     spec = importlib.util.find_spec("skimage")
@@ -64,20 +68,22 @@ def photo_paths() -> list[Path]:
         s = importlib.util.find_spec(mod)
         if s is not None and s.origin is not None:
             out += [Path(s.origin).parent / sub / n for n in names if (Path(s.origin).parent / sub / n).is_file()]
-    return out
+
+    def big_enough(p: Path) -> bool:
+        with Image.open(p) as im:
+            return min(im.size) >= MIN_PHOTO_SIDE
+
+    return [p for p in out if big_enough(p)]
 
 
-def load_photos(paths: list[Path] | None = None) -> list[np.ndarray]:
-    """RGB float32 ``[H, W, 3]`` in [0, 1] of every photograph at least :data:`MIN_PHOTO_SIDE` px."""
+@functools.lru_cache(maxsize=None)
+def load_photo(path: str) -> np.ndarray:
+    """RGB float32 ``[H, W, 3]`` in [0, 1]; decoded once per process (every clip draws from the
+    same 22 photographs)."""
     from PIL import Image
 
-    photos = []
-    for p in paths if paths is not None else photo_paths():
-        with Image.open(p) as im:
-            if min(im.size) < MIN_PHOTO_SIDE:
-                continue
-            photos.append(np.asarray(im.convert("RGB"), np.float32) / 255.0)
-    return photos
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), np.float32) / 255.0
 
 
 def soundfont_path() -> Path:
@@ -230,8 +236,7 @@ def _make_clip(args) -> str:
 
     path, seed, photo_files, soundfont = args
     rng = np.random.default_rng(seed)
-    photos = load_photos([Path(p) for p in photo_files])
-    frames = render_pictures(photos, rng)
+    frames = render_pictures([load_photo(p) for p in photo_files], rng)
     audio = render_music(rng, soundfont=Path(soundfont))
     encode_mp4(path, frames, audio, fps=FPS, sample_rate=SAMPLE_RATE)
     return path
@@ -251,8 +256,7 @@ def generate_unlabelled(out_dir: str | os.PathLike, clips: int = 1200, *, seed: 
     out = Path(out_dir)
     (out / "media").mkdir(parents=True, exist_ok=True)
     photos = [os.fspath(p) for p in photo_paths()]
-    usable = load_photos([Path(p) for p in photos])
-    if len(usable) < 2:
+    if len(photos) < 2:
         raise ImportError("fewer than two photographs found in scikit-image/scikit-learn/Matplotlib")
     sf2 = os.fspath(soundfont_path())
     seeds = np.random.SeedSequence(seed).generate_state(clips)
@@ -270,7 +274,7 @@ def generate_unlabelled(out_dir: str | os.PathLike, clips: int = 1200, *, seed: 
     tmp = out / "unlabelled.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, out / "unlabelled.json")
-    return UnlabelledInfo(out, clips, len(usable), SECONDS)
+    return UnlabelledInfo(out, clips, len(photos), SECONDS)
 
 
 def media_files(folder: str | os.PathLike) -> list[tuple[str, str]]:

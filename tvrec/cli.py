@@ -286,6 +286,17 @@ def _add_catalog(sub: argparse._SubParsersAction) -> None:
     _add_catalog_synth_logs(csub)
 
 
+def _check_writer_args(args: argparse.Namespace) -> None:
+    """The options every `tvrec catalog` writer shares: --out must be a folder (or not exist
+    yet), --workers (where the command has it) at least 1."""
+    import os
+
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        raise CommandError("--workers must be >= 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"{args.out}: exists and is not a folder")
+
+
 def _run_catalog(args: argparse.Namespace) -> int:
     import os
     import time
@@ -293,10 +304,7 @@ def _run_catalog(args: argparse.Namespace) -> int:
     if args.what == "generate":
         if args.items < 2 or args.profiles < 1:
             raise CommandError("--items must be >= 2 and --profiles >= 1")
-        if args.workers is not None and args.workers < 1:
-            raise CommandError("--workers must be >= 1")
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise CommandError(f"{args.out}: exists and is not a folder")
+        _check_writer_args(args)
         from models.catalog import generate_catalog
 
         t0 = time.perf_counter()
@@ -310,10 +318,7 @@ def _run_catalog(args: argparse.Namespace) -> int:
     if args.what == "unlabelled":
         if args.clips < 2:
             raise CommandError("--clips must be >= 2")
-        if args.workers is not None and args.workers < 1:
-            raise CommandError("--workers must be >= 1")
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise CommandError(f"{args.out}: exists and is not a folder")
+        _check_writer_args(args)
         from models.teachers.unlabelled import generate_unlabelled
 
         t0 = time.perf_counter()
@@ -354,13 +359,11 @@ def _add_catalog_synth_logs(csub: argparse._SubParsersAction) -> None:
 
 
 def _run_catalog_synth_logs(args: argparse.Namespace) -> int:
-    import os
     import time
 
     if args.items < 2 or args.profiles < 1 or args.events < 1:
         raise CommandError("--items must be >= 2, --profiles >= 1 and --events >= 1")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CommandError(f"{args.out}: exists and is not a folder")
+    _check_writer_args(args)
     from models.synth_logs import synth_logs
 
     t0 = time.perf_counter()
